@@ -1,0 +1,154 @@
+--- Error objects returned as the second value of every failed call.
+--
+-- An error is a table with `kind`, `status`, `message`, `body`, `headers`,
+-- `retryable` and `attempts` (plus `method` and `url` of the request), whose
+-- `tostring` reads well and which concatenates like a string. Bad arguments
+-- are not errors of this kind: they raise.
+-- @module customerio.errors
+local errors = {}
+
+--- Metatable shared by all error objects.
+local Error = {}
+Error.__index = Error
+errors.Error = Error
+
+function Error.__tostring(e)
+  local head = "customerio " .. tostring(e.kind or "error") .. " error"
+  if e.status then head = head .. " " .. tostring(e.status) end
+  if e.message and e.message ~= "" then return head .. ": " .. e.message end
+  return head
+end
+
+function Error.__concat(a, b)
+  return tostring(a) .. tostring(b)
+end
+
+--- Whether a value is an error object of this module.
+-- @param v any value
+-- @treturn boolean
+function errors.is(v)
+  return getmetatable(v) == Error
+end
+
+--- Make an error object.
+-- @tparam table fields `kind` (required), `message`, `status`, `body`, `headers`, `retryable`, `attempts`...
+-- @treturn table the error
+function errors.new(fields)
+  fields.retryable = fields.retryable or false
+  fields.attempts = fields.attempts or 1
+  return setmetatable(fields, Error)
+end
+
+local function decode(body)
+  if type(body) ~= "string" or body == "" then return nil end
+  local first = body:match("^%s*(.)")
+  if first ~= "{" and first ~= "[" then return nil end
+  local ok, core = pcall(require, "customerio.core")
+  if not ok then return nil end
+  local v = core.json_decode(body)
+  return v
+end
+
+local function strings_of(list, field)
+  local out = {}
+  if type(list) ~= "table" then return out end
+  for i = 1, #list do
+    local item = list[i]
+    if type(item) == "string" then
+      out[#out + 1] = item
+    elseif type(item) == "table" then
+      local v = item[field] or item.message or item.detail
+      if type(v) == "string" then out[#out + 1] = v end
+    end
+  end
+  return out
+end
+
+local function join(list)
+  if #list == 1 then return list[1] end
+  return #list .. " errors: " .. table.concat(list, "; ")
+end
+
+--- The human message in a Customer.io error body.
+-- Tries `meta.error`, `meta.errors[]`, `errors[].detail`, `errors[].message`, `error`,
+-- then the raw text (trimmed and cut at 500 bytes).
+-- @tparam string body raw response body
+-- @treturn string|nil message
+function errors.parse_message(body)
+  local v = decode(body)
+  if type(v) == "table" then
+    local meta = v.meta
+    if type(meta) == "table" then
+      if type(meta.error) == "string" and meta.error ~= "" then return meta.error end
+      local list = strings_of(meta.errors, "message")
+      if #list > 0 then return join(list) end
+    end
+    local list = strings_of(v.errors, "detail")
+    if #list > 0 then return join(list) end
+    if type(v.error) == "string" and v.error ~= "" then return v.error end
+    if type(v.message) == "string" and v.message ~= "" then return v.message end
+  end
+  if type(body) ~= "string" then return nil end
+  local text = body:gsub("^%s+", ""):gsub("%s+$", "")
+  if text == "" then return nil end
+  if #text > 500 then text = text:sub(1, 500) .. "..." end
+  return text
+end
+
+local reasons = {
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [408] = "Request Timeout", [409] = "Conflict", [413] = "Payload Too Large",
+  [422] = "Unprocessable Entity", [429] = "Too Many Requests", [500] = "Internal Server Error",
+  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
+}
+
+--- An error for a response with a non-2xx status.
+-- @tparam table res `{status, headers, body}`
+-- @tparam[opt] table extra fields to add (`attempts`, `retryable`, `method`, `url`)
+-- @treturn table error
+function errors.from_response(res, extra)
+  local e = {
+    kind = "http",
+    status = res.status,
+    body = res.body,
+    headers = res.headers,
+    message = errors.parse_message(res.body) or reasons[res.status] or ("HTTP status " .. tostring(res.status)),
+  }
+  for k, v in pairs(extra or {}) do e[k] = v end
+  return errors.new(e)
+end
+
+local function redact_string(s, secrets)
+  if type(s) ~= "string" then return s end
+  for i = 1, #secrets do
+    local secret = secrets[i]
+    local at = s:find(secret, 1, true)
+    while at do
+      s = s:sub(1, at - 1) .. "[REDACTED]" .. s:sub(at + #secret)
+      at = s:find(secret, at + 10, true)
+    end
+  end
+  return s
+end
+
+--- Remove every occurrence of the given secrets from an error's text fields.
+-- Servers and proxies sometimes echo requests back; credentials must never
+-- reach a log through an error.
+-- @tparam table e error
+-- @tparam table secrets list of strings (empty strings are ignored)
+-- @treturn table the same error
+function errors.redact(e, secrets)
+  local list = {}
+  for i = 1, #secrets do
+    if type(secrets[i]) == "string" and #secrets[i] >= 4 then list[#list + 1] = secrets[i] end
+  end
+  if #list == 0 then return e end
+  e.message = redact_string(e.message, list)
+  e.body = redact_string(e.body, list)
+  if type(e.headers) == "table" then
+    for k, v in pairs(e.headers) do e.headers[k] = redact_string(v, list) end
+  end
+  return e
+end
+
+return errors
