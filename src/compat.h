@@ -55,5 +55,6 @@ int json_open(lua_State *L);
 int http_open(lua_State *L);
 int crypto_open(lua_State *L);
 int util_open(lua_State *L);
+int queue_open(lua_State *L);
 
 #endif

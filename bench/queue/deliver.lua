@@ -1,0 +1,59 @@
+--- customerio.Queue throughput against the bench responder (200 `{}` for every request).
+--
+--     lua5.4 bench/queue/deliver.lua BASE_URL [EVENTS] [WARMUP]
+--
+-- Enqueues EVENTS identify operations (the attributes of bench/identify.js) as fast as the
+-- caller can, then flushes; prints one JSON line: events, seconds to enqueue, seconds until
+-- everything was delivered (first enqueue to the end of flush), enqueue and delivery rates,
+-- and the queue's counters (requests, batches, sent, failed, dropped).
+local base = assert(arg[1], "usage: deliver.lua BASE_URL [EVENTS] [WARMUP]")
+local events = tonumber(arg[2]) or 200000
+local warmup = tonumber(arg[3]) or 2000
+
+local customerio = require("customerio")
+local core = require("customerio.core")
+
+-- The same attributes as bench/identify.js.
+local attrs = {
+  email = "ada.lovelace@example.com",
+  first_name = "Ada",
+  last_name = "Lovelace",
+  created_at = 1700000000,
+  plan = "pro",
+  plan_price = 49.99,
+  trial = false,
+  locale = "en-GB",
+  company = { name = "Analytical Engines Ltd", size = 42, industry = "computing" },
+  tags = { "beta", "newsletter", "vip" },
+}
+
+local track = customerio.TrackClient.new("site-id", "api-key", { url = base .. "/api/v1" })
+local failures = 0
+local q = customerio.Queue.new(track, {
+  max_events = events + warmup, max_bytes = 1024 * 1024 * 1024,
+  on_error = function() failures = failures + 1 end,
+})
+
+for i = 1, warmup do assert(q:identify("warm-" .. i, attrs)) end
+assert(q:flush(60000))
+local before = q:stats()
+
+local t0 = core.monotonic_ms()
+for i = 1, events do
+  local ok, err = q:identify("user-" .. i, attrs)
+  if not ok then error("enqueue failed: " .. tostring(err)) end
+end
+local t1 = core.monotonic_ms()
+local ok, err = q:flush(600000)
+local t2 = core.monotonic_ms()
+if not ok then error("flush failed: " .. tostring(err)) end
+local s = q:stats()
+q:close()
+
+local enqueue_s, total_s = (t1 - t0) / 1000, (t2 - t0) / 1000
+io.write(string.format(
+  '{"lua":"%s","events":%d,"enqueue_seconds":%.4f,"deliver_seconds":%.4f,"enqueue_per_s":%.0f,' ..
+  '"delivered_per_s":%.0f,"requests":%d,"batches":%d,"sent":%d,"failed":%d,"dropped":%d,"on_error":%d}\n',
+  type(jit) == "table" and jit.version or _VERSION, events, enqueue_s, total_s, events / enqueue_s, events / total_s,
+  s.requests - before.requests, s.batches - before.batches, s.sent - before.sent, s.failed, s.dropped, failures))
+if s.sent - before.sent ~= events or s.failed ~= 0 then os.exit(1) end
