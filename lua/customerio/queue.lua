@@ -29,8 +29,9 @@
 -- 32 KB as JSON returns `nil, err` with kind `"too_large"`. Bad arguments raise, as the
 -- Track client's do.
 --
--- The queue sends with libcurl from a thread, whatever transport the Track client has; inside
--- nginx use `customerio.queue_ngx` instead, which sends from timers over cosockets.
+-- The queue sends with libcurl from a thread, whatever transport the Track client has. Inside
+-- nginx `Queue.new` returns the nginx half instead (`customerio.queue_ngx`: a per-worker buffer
+-- sent from timers over cosockets, usable from every phase), with the same methods.
 -- @module customerio.queue
 local core = require("customerio.core")
 local check = require("customerio.check")
@@ -162,8 +163,11 @@ end
 -- `retry` (overrides the client's policy, see `customerio.retry`), `close_timeout` (ms, 10000:
 -- how long garbage collection and process exit wait for delivery), `timeout`,
 -- `connect_timeout` (ms), `ca_file`, `url` (the v2 root, default the client's)
--- @treturn Queue
+-- @treturn Queue (inside nginx, a `customerio.queue_ngx` queue)
 function Queue.new(track, opts)
+  if require("customerio.transport").in_nginx() then
+    return require("customerio.queue_ngx").new(track, opts)
+  end
   opts = check.optional_table(opts, "opts")
   for k in pairs(opts) do
     if not known_options[k] then fail("unknown option: " .. tostring(k)) end
