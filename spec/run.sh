@@ -6,6 +6,12 @@
 #
 # Each interpreter uses the C core from build/<lua>/. The last line of the output is always
 # "N passed, N failed"; the exit status is non-zero when anything failed.
+#
+# For tools/check-memory.sh (sanitizers, valgrind), from the environment:
+#   CIO_BUILD_DIR=build/asan     take the C core from there instead of build/<lua>/
+#   CIO_BUSTED_WRAPPER="..."     words put before the interpreter (env ..., valgrind ...)
+#   CIO_SPECS="spec/a_spec.lua"  spec files or directories to run (default: spec)
+#   CIO_LINT=0                   skip luacheck
 
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
@@ -91,9 +97,11 @@ for lua in "$@"; do
 "
         continue
     fi
+    # shellcheck disable=SC2086 # the wrapper and the spec list are lists of words
     LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/spec/?.lua;$ROOT/?.lua;;" \
-    LUA_CPATH="$ROOT/build/$dir/?.so;;" \
-        "$interp" /usr/bin/busted -o TAP spec >"$out" 2>&1 &
+    LUA_CPATH="$ROOT/${CIO_BUILD_DIR:-build/$dir}/?.so;;" \
+        ${CIO_BUSTED_WRAPPER:-} "$interp" /usr/bin/busted -o TAP --cpath="$ROOT/${CIO_BUILD_DIR:-build/$dir}/?.so" \
+        ${CIO_SPECS:-spec} >"$out" 2>&1 &
     BUSTED_PID=$!
     wait "$BUSTED_PID"
     status=$?
@@ -114,6 +122,8 @@ for lua in "$@"; do
     SUMMARY="$SUMMARY$interp: $PASSED passed, $FAILED failed, $SKIPPED pending$note
 "
 done
+
+[ "${CIO_LINT:-1}" = 0 ] && finish
 
 # Lint: one test.
 dirs=""

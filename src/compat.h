@@ -56,5 +56,6 @@ int http_open(lua_State *L);
 int crypto_open(lua_State *L);
 int util_open(lua_State *L);
 int queue_open(lua_State *L);
+int async_open(lua_State *L);
 
 #endif

@@ -49,6 +49,7 @@ int luaopen_customerio_core(lua_State *L) {
   crypto_open(L);
   util_open(L);
   queue_open(L);
+  async_open(L);
   lua_pushliteral(L, "customerio.core");
   lua_setfield(L, -2, "_NAME");
   return 1;

@@ -2,6 +2,11 @@
  * crypto.c - hashes, HMAC, base64 and random bytes over OpenSSL's libcrypto.
  * Used by webhook signature checks, attachments and Liquid's hash filters.
  */
+
+/***
+ * Hashes, HMAC, base64 and random bytes (OpenSSL libcrypto).
+ * @module customerio.core
+ */
 #include <string.h>
 
 #include <openssl/crypto.h>

@@ -7,6 +7,11 @@
  * TLS peer and host verification are always on; `ca_file` adds a private CA
  * bundle. Proxies come from libcurl's usual environment variables.
  */
+
+/***
+ * Blocking HTTP handles over libcurl.
+ * @module customerio.core
+ */
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,6 +135,13 @@ static void http_release(http_handle *h) {
   http_buffer_free(&h->sink.head);
 }
 
+long http_ms(lua_Number ms) {
+  if (!(ms > 0)) return 0;
+  if (ms >= 2147483647.0) return 2147483647L; /* ~24.8 days */
+  if (ms < 1) return 1;
+  return (long)ms;
+}
+
 /***
  * Create an HTTP handle (one per client).
  * @function http_new
@@ -147,7 +159,7 @@ static int http_new(lua_State *L) {
     lua_getfield(L, 1, "ca_file");
     if (!lua_isnil(L, -1)) ca_file = luaL_checkstring(L, -1);
     lua_getfield(L, 1, "connect_timeout");
-    if (!lua_isnil(L, -1)) connect_timeout = (long)luaL_checknumber(L, -1);
+    if (!lua_isnil(L, -1)) connect_timeout = http_ms(luaL_checknumber(L, -1));
     lua_getfield(L, 1, "max_response");
     if (!lua_isnil(L, -1)) max_response = luaL_checkinteger(L, -1);
     luaL_argcheck(L, connect_timeout > 0, 1, "connect_timeout must be positive");
@@ -301,6 +313,12 @@ void http_build_headers(lua_State *L, int arg, struct curl_slist **list) {
 /* Reset per-request state left by the previous call on a reused handle, then set the method. */
 void http_set_method(lua_State *L, CURL *easy, int arg, const char *method, size_t mlen, const char *body,
                      size_t blen) {
+  size_t i;
+  /* Checked before anything is handed to libcurl: raising after CURLOPT_POSTFIELDS would
+   * leave the handle pointing into a Lua string that may be collected before the next call. */
+  if (mlen == 0) luaL_argerror(L, arg, "invalid HTTP method");
+  for (i = 0; i < mlen; i++)
+    if (method[i] < 'A' || method[i] > 'Z') luaL_argerror(L, arg, "invalid HTTP method");
   curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, NULL);
   curl_easy_setopt(easy, CURLOPT_NOBODY, 0L);
   curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
@@ -311,12 +329,7 @@ void http_set_method(lua_State *L, CURL *easy, int arg, const char *method, size
       curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
       curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
     }
-    if (strcmp(method, "POST") != 0 || body == NULL) {
-      size_t i;
-      for (i = 0; i < mlen; i++)
-        if (method[i] < 'A' || method[i] > 'Z') luaL_argerror(L, arg, "invalid HTTP method");
-      curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
-    }
+    if (strcmp(method, "POST") != 0 || body == NULL) curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
   }
 }
 
@@ -363,7 +376,7 @@ static int http_perform(lua_State *L) {
   http_set_method(L, h->easy, 2, method, mlen, body, blen);
   if ((rc = curl_easy_setopt(h->easy, CURLOPT_URL, url)) != CURLE_OK ||
       (rc = curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->req_headers)) != CURLE_OK ||
-      (rc = curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, (long)timeout)) != CURLE_OK) {
+      (rc = curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, http_ms(timeout))) != CURLE_OK) {
     lua_pushnil(L);
     lua_pushstring(L, http_error_kind(rc));
     lua_pushstring(L, curl_easy_strerror(rc));

@@ -52,6 +52,11 @@ int http_valid_url(const char *url, size_t len);
 void http_set_method(lua_State *L, CURL *easy, int arg, const char *method, size_t mlen, const char *body,
                      size_t blen);
 
+/* Milliseconds for CURLOPT_*TIMEOUT_MS: a fraction rounds up to 1 (libcurl reads 0 as "no
+ * timeout"), a huge or infinite value is capped at ~24.8 days (a plain (long) cast of it would
+ * be undefined); NaN and values <= 0 give 0, which callers refuse beforehand. */
+long http_ms(lua_Number ms);
+
 /* "timeout", "tls", "request" or "network". */
 const char *http_error_kind(CURLcode rc);
 

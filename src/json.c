@@ -36,6 +36,11 @@
  *  - cJSON strings are C strings, so "\u0000" would cut a string short. When the text contains
  *    "\u0000", every string is decoded from the text itself instead of from the tree.
  */
+
+/***
+ * JSON encode and decode.
+ * @module customerio.core
+ */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>

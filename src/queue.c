@@ -29,6 +29,11 @@
  * without closing the state) sends everything still held, waits up to a
  * timeout, then gives up on what is left, reporting it, and joins the thread.
  */
+
+/***
+ * The background delivery queue (worker thread + libcurl multi).
+ * @module customerio.core
+ */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>

@@ -3,6 +3,11 @@
  * because they sit on the hot path: percent-encoding of path segments,
  * ULID event ids, clocks and sleeping.
  */
+
+/***
+ * Percent-encoding, ULIDs, clocks.
+ * @module customerio.core
+ */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>

@@ -37,7 +37,7 @@ local M = { APIClient = APIClient }
 
 local OPTIONS = {
   region = true, url = true, timeout = true, connect_timeout = true, retry = true, headers = true,
-  user_agent = true, ca_file = true, transport = true, max_response = true,
+  user_agent = true, ca_file = true, transport = true, max_response = true, debug = true,
 }
 
 local function resolve_region(region)
@@ -85,6 +85,7 @@ function APIClient.new(app_api_key, opts)
     ca_file = opts.ca_file,
     transport = opts.transport,
     max_response = opts.max_response,
+    debug = opts.debug,
     secrets = { app_api_key },
   })
   self.url = self.client.base_url

@@ -57,7 +57,9 @@ end
 --- Create a client context.
 -- @tparam table opts `base_url` (required), `auth` (Authorization value), `user_agent`,
 -- `headers`, `timeout` (ms, default 10000), `connect_timeout` (ms), `retry`, `ca_file`,
--- `transport`, `secrets` (strings to redact from errors)
+-- `transport`, `secrets` (strings to redact from errors), `debug` (a function called with each
+-- line of a request log: method, URL, headers with credentials redacted, status or failure and
+-- timing; never bodies)
 -- @return client
 function M.new(opts)
   if type(opts.base_url) ~= "string" or not opts.base_url:match("^https?://[^/]") then
@@ -71,7 +73,10 @@ function M.new(opts)
   if opts.auth then set_header(self.headers, "Authorization", check_header("Authorization", opts.auth, "auth")) end
   set_header(self.headers, "User-Agent", check_header("User-Agent", opts.user_agent or "", "user_agent"))
   self.secrets = opts.secrets or {}
+  if opts.debug ~= nil and type(opts.debug) ~= "function" then check.fail("debug must be a function") end
+  self.debug = opts.debug
   self.ca_file, self.connect_timeout = opts.ca_file, opts.connect_timeout -- for customerio.queue
+  self.max_response = opts.max_response -- for customerio.async
   if opts.auth then self.secrets[#self.secrets + 1] = opts.auth end
   if opts.transport ~= nil then
     if type(opts.transport) ~= "table" and type(opts.transport) ~= "userdata" then
@@ -135,6 +140,42 @@ local function decode_success(res)
   return value
 end
 
+-- Debug log (opt-in `debug` option): one line per request, per header and per outcome, with
+-- timing. Bodies are never logged; credential headers are replaced by [REDACTED], and every
+-- known secret is removed from every line. A failing logger cannot break a request.
+local SENSITIVE = { authorization = true, ["proxy-authorization"] = true, cookie = true }
+
+local function log(self, line)
+  pcall(self.debug, errors.redact_text(line, self.secrets))
+end
+
+local function log_request(self, req, attempt)
+  log(self, "> " .. req.method .. " " .. req.url .. (req.body and (" (" .. #req.body .. " bytes)") or "") ..
+    (attempt > 1 and (" attempt " .. attempt) or ""))
+  local names = {}
+  for k in pairs(req.headers) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local lower = k:lower()
+    local v = req.headers[k]
+    if SENSITIVE[lower] or lower:find("key", 1, true) or lower:find("token", 1, true) or lower:find("secret", 1, true) then
+      v = "[REDACTED]"
+    end
+    log(self, ">   " .. k .. ": " .. tostring(v))
+  end
+end
+
+local function log_outcome(self, req, res, kind, message, ms)
+  local took = string.format("%.0f ms", ms)
+  if res then
+    log(self, "< " .. tostring(res.status) .. " " .. req.method .. " " .. req.url .. " in " .. took ..
+      " (" .. #(res.body or "") .. " bytes)")
+  else
+    log(self, "< failed " .. req.method .. " " .. req.url .. " in " .. took .. ": " .. tostring(kind) ..
+      ": " .. tostring(message))
+  end
+end
+
 -- Whether credentials may follow a redirect from one URL to another.
 local function same_trust(from, to)
   local s1, h1, p1 = url.parse(from)
@@ -160,7 +201,12 @@ function Client:send(req)
   end
   while true do
     attempts = attempts + 1
+    local started = self.debug and core.monotonic_ms()
+    if started then log_request(self, current, attempts) end
+    -- Never call the transport (or transport:sleep) through pcall or a metamethod: the async
+    -- transport (customerio.async) yields here, which Lua 5.1 cannot do across a C call.
     local res, kind, message = transport:send(current, self.timeout)
+    if started then log_outcome(self, current, res, kind, message, core.monotonic_ms() - started) end
     local retryable, last
     if res then
       local status = res.status

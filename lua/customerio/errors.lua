@@ -131,6 +131,18 @@ local function redact_string(s, secrets)
   return s
 end
 
+--- Remove every occurrence of the given secrets from a string (for logs).
+-- @tparam string s
+-- @tparam table secrets list of strings (those shorter than 4 bytes are ignored)
+-- @treturn string
+function errors.redact_text(s, secrets)
+  local list = {}
+  for i = 1, #secrets do
+    if type(secrets[i]) == "string" and #secrets[i] >= 4 then list[#list + 1] = secrets[i] end
+  end
+  return redact_string(s, list)
+end
+
 --- Remove every occurrence of the given secrets from an error's text fields.
 -- Servers and proxies sometimes echo requests back; credentials must never
 -- reach a log through an error.
@@ -145,6 +157,7 @@ function errors.redact(e, secrets)
   if #list == 0 then return e end
   e.message = redact_string(e.message, list)
   e.body = redact_string(e.body, list)
+  e.url = redact_string(e.url, list) -- a redirect may have put a secret in the URL
   if type(e.headers) == "table" then
     for k, v in pairs(e.headers) do e.headers[k] = redact_string(v, list) end
   end

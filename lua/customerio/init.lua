@@ -72,6 +72,8 @@ local lazy = {
   sandbox = { "customerio.sandbox" },
   Queue = { "customerio.queue", "Queue" },
   errors = { "customerio.errors" },
+  async = { "customerio.async" },
+  poll = { "customerio.async", "poll" },
 }
 
 return setmetatable(customerio, {

@@ -49,7 +49,7 @@ end
 local known_options = {
   region = true, url = true, timeout = true, connect_timeout = true, retry = true, headers = true,
   user_agent = true, ca_file = true, transport = true, max_response = true, strict_mode = true,
-  default_context = true,
+  default_context = true, debug = true,
 }
 
 --- Create a Pipelines client.
@@ -95,6 +95,7 @@ function PipelinesClient.new(write_key, opts)
     ca_file = opts.ca_file,
     transport = opts.transport,
     max_response = opts.max_response,
+    debug = opts.debug,
     secrets = { write_key, credentials },
   })
   return self

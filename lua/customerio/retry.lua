@@ -11,6 +11,14 @@ local retry = {}
 
 --- The defaults. Each can be overridden in a client's `retry` option; Node's
 -- camelCase names (`maxRetries`, `minTimeoutMs`, ...) are accepted too.
+-- @field max_retries 3 replays after the first attempt
+-- @field min_timeout 200 ms, the first backoff
+-- @field max_timeout 5000 ms, the longest backoff
+-- @field retry_statuses 408, 429, 500, 502, 503, 504, 522, 524
+-- @field respect_retry_after true
+-- @field retry_after_max 300 s
+-- @field max_total_backoff 30000 ms
+-- @table defaults
 retry.defaults = {
   max_retries = 3,
   min_timeout = 200,        -- ms

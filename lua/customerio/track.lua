@@ -53,7 +53,7 @@ end
 
 local known_options = {
   region = true, url = true, timeout = true, connect_timeout = true, retry = true, headers = true,
-  user_agent = true, ca_file = true, transport = true, max_response = true, event_ids = true,
+  user_agent = true, ca_file = true, transport = true, max_response = true, event_ids = true, debug = true,
 }
 
 --- Create a Track API client.
@@ -108,6 +108,7 @@ function TrackClient.new(site_id, api_key, opts)
     ca_file = opts.ca_file,
     transport = opts.transport,
     max_response = opts.max_response,
+    debug = opts.debug,
     secrets = { api_key, credentials },
   })
   return self

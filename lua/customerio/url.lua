@@ -25,7 +25,11 @@ function url.join(base, path)
   end
   local parts = { base }
   for i = 1, #path do
-    parts[#parts + 1] = url.encode(path[i])
+    local seg = url.encode(path[i])
+    -- "." and ".." are unreserved, but as whole segments libcurl (and most URL parsers)
+    -- would remove them: DELETE .../devices/.. would become DELETE .../customers/42.
+    if seg == "." or seg == ".." then seg = seg:gsub("%.", "%%2E") end
+    parts[#parts + 1] = seg
   end
   return table.concat(parts, "/")
 end
@@ -41,7 +45,7 @@ local function query_value(v)
 end
 
 --- Build a query string from ordered pairs; nil and "" values are skipped.
--- @tparam table pairs `{ {"id_type", "email"}, {"limit", 10} }` or a map (then sorted by key)
+-- @tparam table pairs_ `{ {"id_type", "email"}, {"limit", 10} }` or a map (then sorted by key)
 -- @treturn string "" or "?a=1&b=2"
 function url.query(pairs_)
   if pairs_ == nil then return "" end

@@ -697,7 +697,7 @@ end
 
 --- Wait between retries without blocking the worker (ngx.sleep).
 -- @tparam number ms
-function Ngx.sleep(_, ms)
+function Ngx:sleep(ms) -- luacheck: ignore 212/self
   if ms and ms > 0 and M.phase() then ngx.sleep(ms / 1000) end
 end
 

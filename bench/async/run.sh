@@ -1,0 +1,103 @@
+#!/bin/sh
+# bench/async/run.sh - the async API (customerio.async + customerio.poll, one libcurl multi
+# handle) against customerio-node 5.2.0, both with 32 requests in flight.
+#
+#   sh bench/async/run.sh            (standalone: starts its own responder from bench/nginx.conf)
+#   make bench                       (bench/run.sh calls it with the variables below)
+#
+# Measures identify calls/s against a local nginx answering 200 `{}`:
+#   - ours on Lua 5.4 and LuaJIT (bench/async.lua), in two modes: "wait" (customerio.poll(100),
+#     a host that may block) and "frame" (customerio.poll(0) in a loop, a game loop; also the
+#     mean and max time a poll takes from the frame);
+#   - customerio-node 5.2.0 on Node 22 (bench/identify.js, 32 in flight);
+# and prints ours / Node against the target of 5x. Each figure is the median of REPS runs.
+# Writes a JSON object to $CIO_BENCH_OUT, else to bench/async/results.json.
+#
+# Environment: CIO_BENCH_URL (responder root; unset = start one), CIO_BENCH_NODE (node binary),
+# CIO_BENCH_ROOT, CIO_BENCH_REPS (3), CIO_BENCH_ASYNC_CALLS (20000),
+# CIO_BENCH_ASYNC_NODE_CALLS (4000), CIO_BENCH_OUT.
+set -eu
+set -f
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=${CIO_BENCH_ROOT:-$(cd "$HERE/../.." && pwd)}
+REPS=${CIO_BENCH_REPS:-3}
+CALLS=${CIO_BENCH_ASYNC_CALLS:-20000}
+NODE_CALLS=${CIO_BENCH_ASYNC_NODE_CALLS:-4000}
+INFLIGHT=32
+OUT=${CIO_BENCH_OUT:-$HERE/results.json}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cio-abench.XXXXXXXX")
+NGINX_PREFIX=""
+
+say() { printf '%s\n' "$*" >&2; }
+cleanup() {
+  if [ -n "$NGINX_PREFIX" ] && [ -f "$NGINX_PREFIX/nginx.pid" ]; then
+    kill -TERM "$(cat "$NGINX_PREFIX/nginx.pid")" 2>/dev/null || true
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+# The responder: the harness's, or one of our own from the same config.
+BASE=${CIO_BENCH_URL:-}
+if [ -z "$BASE" ]; then
+  NGINX_PREFIX=$TMP/nginx
+  mkdir -p "$NGINX_PREFIX/tmp" "$NGINX_PREFIX/logs"
+  USER_LINE=""
+  [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+  started=0
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    PORT=$(awk 'BEGIN { srand(); print int(20000 + rand() * 40000) }')
+    sed -e "s#{{USER}}#$USER_LINE#" -e "s#{{PREFIX}}#$NGINX_PREFIX#g" -e "s#{{PORT}}#$PORT#" \
+      "$ROOT/bench/nginx.conf" >"$NGINX_PREFIX/nginx.conf"
+    if nginx -p "$NGINX_PREFIX/" -c "$NGINX_PREFIX/nginx.conf" -e "$NGINX_PREFIX/error.log" 2>"$TMP/nginx.err"; then
+      started=1
+      break
+    fi
+  done
+  [ $started -eq 1 ] || { cat "$TMP/nginx.err" >&2; say "bench/async: nginx failed to start"; exit 1; }
+  BASE=http://127.0.0.1:$PORT
+  for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+    curl -q -s --noproxy '*' -o /dev/null "$BASE/" && break
+    sleep 0.1
+  done
+fi
+say "bench/async: responder $BASE, $CALLS calls per run ($NODE_CALLS for Node), $INFLIGHT in flight, $REPS runs"
+
+NODE=${CIO_BENCH_NODE:-$ROOT/bench/node/node_modules/node/bin/node}
+[ -x "$NODE" ] || NODE=$(command -v node || true)
+
+LP="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+: >"$TMP/raw.txt"
+rep=1
+while [ $rep -le "$REPS" ]; do
+  for v in 5.4 luajit; do
+    interp=lua5.4
+    [ $v = luajit ] && interp=luajit
+    if [ ! -f "$ROOT/build/$v/customerio/core.so" ]; then
+      say "  $interp: build/$v/customerio/core.so missing (make LUA=$v), skipped"
+      continue
+    fi
+    for mode in wait frame; do
+      out=$(LUA_PATH="$LP" LUA_CPATH="$ROOT/build/$v/?.so;;" "$interp" "$ROOT/bench/async.lua" \
+        "$BASE" "$CALLS" 200 "$INFLIGHT" "$mode") || { say "  $interp: bench/async.lua failed"; exit 1; }
+      say "  $interp $mode #$rep: $out"
+      printf 'ours_%s_%s %s\n' "$(echo "$v" | tr -d .)" "$mode" "$out" >>"$TMP/raw.txt"
+    done
+  done
+  if [ -n "$NODE" ] && [ -d "$ROOT/bench/node_modules/customerio-node" ]; then
+    out=$(cd "$ROOT/bench" && "$NODE" identify.js "$BASE" "$NODE_CALLS" "$INFLIGHT" 200) ||
+      { say "  node: identify.js failed"; exit 1; }
+    # identify.js prints calls and seconds; add rps for the report.
+    out=$(printf '%s' "$out" | awk '{ c = $0; sub(/.*"calls":/, "", c); sub(/,.*/, "", c);
+      s = $0; sub(/.*"seconds":/, "", s); sub(/[,}].*/, "", s); sub(/}$/, "", $0);
+      printf "%s,\"rps\":%.3f}\n", $0, c / s }')
+    say "  node (32 in flight) #$rep: $out"
+    printf 'node %s\n' "$out" >>"$TMP/raw.txt"
+  else
+    say "  customerio-node not installed (bench/run.sh installs it into bench/node_modules): skipped"
+  fi
+  rep=$((rep + 1))
+done
+
+LUA_PATH="$LP" LUA_CPATH="$ROOT/build/5.4/?.so;;" lua5.4 "$ROOT/bench/async.lua" --report "$TMP/raw.txt" "$OUT"
+say "bench/async: wrote $OUT"

@@ -1,0 +1,478 @@
+/*
+ * async.c - many HTTP exchanges at once on one libcurl multi handle, advanced only when the
+ * host calls poll(). Nothing here runs on another thread and nothing calls back into Lua: a
+ * poll returns the finished transfers as a list, and the Lua layer (customerio.async) resumes
+ * the calls waiting for them. Retries, redirects and error objects stay in customerio.client,
+ * exactly as for the blocking handle.
+ *
+ * Each transfer gets an easy handle from a small pool, set up exactly like http.c's (the
+ * shared code is in http_common.h): TLS verification on, no redirects, gzip, http/https only,
+ * no "Expect: 100-continue". Connections live in the multi handle's cache, so they are kept
+ * alive across transfers whatever easy handle runs them.
+ */
+/***
+ * The async multi handle of the C core (used by customerio.async).
+ * @module customerio.core
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "compat.h"
+#include "http_common.h"
+
+#define ASYNC_MT "customerio.async"
+#define ASYNC_DEFAULT_POOL 16
+#define ASYNC_DEFAULT_KEEPALIVE 64
+/* A pooled handle keeps its buffers unless they grew past this. */
+#define ASYNC_KEEP_BUFFER (256 * 1024)
+
+typedef struct async_transfer {
+  struct async_transfer *prev, *next; /* the active list (doubly linked) or the idle pool */
+  CURL *easy;
+  struct curl_slist *req_headers;
+  http_buffer req_body; /* a copy: the Lua string may be collected before the transfer ends */
+  http_sink sink;
+  lua_Integer id;
+  int in_multi;
+  int ready;             /* set up by http_setup with the options below (reused as is) */
+  long connect_timeout;  /* the options the handle was set up with */
+  char *ca_file;
+  char errbuf[CURL_ERROR_SIZE];
+} async_transfer;
+
+typedef struct {
+  CURLM *multi;
+  async_transfer *active;  /* added to the multi handle (or finished, being reported) */
+  async_transfer *idle;    /* pool of set-up easy handles */
+  async_transfer *staging; /* being prepared by add(); owned here in case it raises */
+  int n_active, n_idle, max_idle;
+  lua_Integer next_id;
+  lua_Integer started, completed, connects;
+} async_multi;
+
+static async_multi *async_check(lua_State *L) {
+  async_multi *m = (async_multi *)luaL_checkudata(L, 1, ASYNC_MT);
+  if (m->multi == NULL) luaL_error(L, "async handle is closed");
+  return m;
+}
+
+static void async_transfer_free(async_transfer *t) {
+  if (t->easy) curl_easy_cleanup(t->easy);
+  free(t->ca_file);
+  curl_slist_free_all(t->req_headers);
+  http_buffer_free(&t->req_body);
+  http_buffer_free(&t->sink.body);
+  http_buffer_free(&t->sink.head);
+  free(t);
+}
+
+static void async_unlink(async_multi *m, async_transfer *t) {
+  if (t->prev) t->prev->next = t->next;
+  else m->active = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->prev = t->next = NULL;
+  m->n_active--;
+}
+
+static void async_link(async_multi *m, async_transfer *t) {
+  t->prev = NULL;
+  t->next = m->active;
+  if (m->active) m->active->prev = t;
+  m->active = t;
+  m->n_active++;
+}
+
+/* Back to the pool (or freed when the pool is full). The transfer is in no list. */
+static void async_recycle(async_multi *m, async_transfer *t) {
+  if (t->in_multi) {
+    curl_multi_remove_handle(m->multi, t->easy);
+    t->in_multi = 0;
+  }
+  /* Nothing may point into the request's buffers once the transfer is over. */
+  curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
+  curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, NULL);
+  curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+  curl_slist_free_all(t->req_headers);
+  t->req_headers = NULL;
+  if (m->n_idle >= m->max_idle) {
+    async_transfer_free(t);
+    return;
+  }
+  if (t->req_body.cap > ASYNC_KEEP_BUFFER) http_buffer_free(&t->req_body);
+  if (t->sink.body.cap > ASYNC_KEEP_BUFFER) http_buffer_free(&t->sink.body);
+  if (t->sink.head.cap > ASYNC_KEEP_BUFFER) http_buffer_free(&t->sink.head);
+  t->prev = NULL;
+  t->next = m->idle;
+  m->idle = t;
+  m->n_idle++;
+}
+
+static void async_release(async_multi *m) {
+  async_transfer *t, *next;
+  for (t = m->active; t != NULL; t = next) {
+    next = t->next;
+    if (t->in_multi) curl_multi_remove_handle(m->multi, t->easy);
+    async_transfer_free(t);
+  }
+  for (t = m->idle; t != NULL; t = next) {
+    next = t->next;
+    async_transfer_free(t);
+  }
+  if (m->staging) async_transfer_free(m->staging);
+  m->active = m->idle = m->staging = NULL;
+  m->n_active = m->n_idle = 0;
+  if (m->multi) curl_multi_cleanup(m->multi);
+  m->multi = NULL;
+}
+
+/***
+ * Create a multi handle: many HTTP exchanges at once, advanced by `poll`.
+ * @function async_new
+ * @tparam[opt] table opts `max_connections` (total, default 0 = unlimited),
+ * `max_host_connections` (per host, default 0 = unlimited), `keepalive` (idle connections
+ * kept open, default 64), `pool` (idle easy handles kept for reuse, default 16)
+ * @return handle
+ */
+static int async_new(lua_State *L) {
+  async_multi *m;
+  lua_Integer max_conn = 0, max_host = 0, keepalive = ASYNC_DEFAULT_KEEPALIVE, pool = ASYNC_DEFAULT_POOL;
+  CURLMcode mrc;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "max_connections");
+    if (!lua_isnil(L, -1)) max_conn = luaL_checkinteger(L, -1);
+    lua_getfield(L, 1, "max_host_connections");
+    if (!lua_isnil(L, -1)) max_host = luaL_checkinteger(L, -1);
+    lua_getfield(L, 1, "keepalive");
+    if (!lua_isnil(L, -1)) keepalive = luaL_checkinteger(L, -1);
+    lua_getfield(L, 1, "pool");
+    if (!lua_isnil(L, -1)) pool = luaL_checkinteger(L, -1);
+    lua_pop(L, 4);
+    luaL_argcheck(L, max_conn >= 0 && max_conn <= 100000, 1, "max_connections must be between 0 and 100000");
+    luaL_argcheck(L, max_host >= 0 && max_host <= 100000, 1, "max_host_connections must be between 0 and 100000");
+    luaL_argcheck(L, keepalive >= 0 && keepalive <= 100000, 1, "keepalive must be between 0 and 100000");
+    luaL_argcheck(L, pool >= 0 && pool <= 100000, 1, "pool must be between 0 and 100000");
+  }
+  m = (async_multi *)lua_newuserdata(L, sizeof *m);
+  memset(m, 0, sizeof *m);
+  m->max_idle = (int)pool;
+  luaL_getmetatable(L, ASYNC_MT);
+  lua_setmetatable(L, -2);
+  m->multi = curl_multi_init();
+  if (m->multi == NULL) return luaL_error(L, "curl_multi_init failed");
+  /* A fixed cache size: libcurl's default (4 x the handles added) would close the idle
+   * connections of a burst as soon as it is over. */
+  if ((mrc = curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)keepalive)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)max_conn)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_host)) != CURLM_OK) {
+    async_release(m);
+    return luaL_error(L, "curl_multi_setopt: %s", curl_multi_strerror(mrc));
+  }
+  return 1;
+}
+
+static int async_same(const char *a, const char *b) {
+  if (a == NULL || b == NULL) return a == b;
+  return strcmp(a, b) == 0;
+}
+
+/* A transfer from the pool, or a new one; NULL when out of memory. */
+static async_transfer *async_take(async_multi *m) {
+  async_transfer *t = m->idle;
+  if (t != NULL) {
+    m->idle = t->next;
+    m->n_idle--;
+    t->next = NULL;
+    return t;
+  }
+  t = (async_transfer *)calloc(1, sizeof *t);
+  if (t == NULL) return NULL;
+  t->easy = curl_easy_init();
+  if (t->easy == NULL) {
+    free(t);
+    return NULL;
+  }
+  return t;
+}
+
+/***
+ * Start one HTTP exchange; it advances in later calls to `poll`.
+ * @function handle:add
+ * @tparam string method GET, POST, PUT, DELETE, PATCH or HEAD
+ * @tparam string url absolute http(s) URL
+ * @tparam[opt] table headers name -> value
+ * @tparam[opt] string body request body (copied)
+ * @tparam[opt] number timeout_ms whole-exchange timeout (default 10000)
+ * @tparam[opt] number connect_timeout_ms default 10000
+ * @tparam[opt] string ca_file PEM bundle of extra trusted CAs
+ * @tparam[opt] number max_response bytes (default 64 MiB)
+ * @treturn integer the transfer's id, as `poll` reports it
+ * @return nil, kind, message when libcurl refuses the transfer
+ */
+static int async_add(lua_State *L) {
+  async_multi *m = async_check(L);
+  size_t mlen, ulen, blen = 0;
+  const char *method = luaL_checklstring(L, 2, &mlen);
+  const char *url = luaL_checklstring(L, 3, &ulen);
+  const char *body = luaL_optlstring(L, 5, NULL, &blen);
+  lua_Number timeout = luaL_optnumber(L, 6, 10000);
+  lua_Number connect_timeout = luaL_optnumber(L, 7, 10000);
+  const char *ca_file = luaL_optstring(L, 8, NULL);
+  lua_Integer max_response = luaL_optinteger(L, 9, HTTP_DEFAULT_MAX_RESPONSE);
+  const char *failed = "";
+  async_transfer *t;
+  CURLcode rc;
+  CURLMcode mrc;
+
+  if (!http_valid_url(url, ulen)) return luaL_argerror(L, 3, "URL contains spaces or control characters");
+  luaL_argcheck(L, timeout > 0, 6, "timeout must be positive");
+  luaL_argcheck(L, connect_timeout > 0, 7, "connect_timeout must be positive");
+  luaL_argcheck(L, max_response > 0, 9, "max_response must be positive");
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+
+  /* A transfer left by an add() that raised goes back to the pool first. */
+  if (m->staging) {
+    t = m->staging;
+    m->staging = NULL;
+    async_recycle(m, t);
+  }
+  t = async_take(m);
+  if (t == NULL) return luaL_error(L, "out of memory");
+  m->staging = t; /* from here on, a raise leaves it owned by m */
+  t->id = ++m->next_id;
+  t->errbuf[0] = '\0';
+  t->sink.max_response = (size_t)max_response;
+  http_sink_reset(&t->sink);
+  /* A pooled handle set up with the same options is used as is (the per-request options are
+   * all set below); otherwise it starts again from libcurl's defaults. Either way it keeps
+   * the connections, DNS and TLS session caches. */
+  if (!t->ready || t->connect_timeout != http_ms(connect_timeout) || !async_same(t->ca_file, ca_file)) {
+    curl_easy_reset(t->easy); /* also clears what a setup that failed half-way left */
+    t->ready = 0;
+    free(t->ca_file);
+    t->ca_file = NULL;
+    if (ca_file != NULL && (t->ca_file = strdup(ca_file)) == NULL) return luaL_error(L, "out of memory");
+    t->connect_timeout = http_ms(connect_timeout);
+    rc = http_setup(t->easy, &t->sink, t->errbuf, t->connect_timeout, ca_file, &failed);
+    if (rc != CURLE_OK) return luaL_error(L, "curl_easy_setopt(%s): %s", failed, curl_easy_strerror(rc));
+    t->ready = 1;
+  }
+  http_build_headers(L, 4, &t->req_headers);
+  t->req_body.len = 0;
+  if (body != NULL && http_buffer_append(&t->req_body, body, blen) != 0) return luaL_error(L, "out of memory");
+  http_set_method(L, t->easy, 2, method, mlen, body != NULL ? t->req_body.data : NULL, blen);
+  if ((rc = curl_easy_setopt(t->easy, CURLOPT_URL, url)) != CURLE_OK ||
+      (rc = curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req_headers)) != CURLE_OK ||
+      (rc = curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, http_ms(timeout))) != CURLE_OK ||
+      (rc = curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (void *)t)) != CURLE_OK) {
+    m->staging = NULL;
+    async_recycle(m, t);
+    lua_pushnil(L);
+    lua_pushstring(L, http_error_kind(rc));
+    lua_pushstring(L, curl_easy_strerror(rc));
+    return 3;
+  }
+  m->staging = NULL;
+  mrc = curl_multi_add_handle(m->multi, t->easy);
+  if (mrc != CURLM_OK) {
+    async_recycle(m, t);
+    lua_pushnil(L);
+    lua_pushliteral(L, "request");
+    lua_pushstring(L, curl_multi_strerror(mrc));
+    return 3;
+  }
+  t->in_multi = 1;
+  async_link(m, t);
+  m->started++;
+  lua_pushinteger(L, t->id);
+  return 1;
+}
+
+/* Append the finished transfers to the table on top of the stack; returns the new count. */
+static int async_collect(lua_State *L, async_multi *m, int n) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
+    CURL *easy;
+    CURLcode result;
+    async_transfer *t = NULL;
+    long status = 0, connects = 0;
+    if (msg->msg != CURLMSG_DONE) continue;
+    easy = msg->easy_handle;
+    result = msg->data.result; /* msg dies with curl_multi_remove_handle */
+    if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t) != CURLE_OK || t == NULL) continue;
+    curl_multi_remove_handle(m->multi, easy);
+    t->in_multi = 0;
+    if (curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) m->connects += connects;
+    m->completed++;
+    lua_createtable(L, 4, 0);
+    lua_pushinteger(L, t->id);
+    lua_rawseti(L, -2, 1);
+    if (result == CURLE_OK) {
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+      lua_pushinteger(L, (lua_Integer)status);
+      lua_rawseti(L, -2, 2);
+      http_push_headers(L, &t->sink.head);
+      lua_rawseti(L, -2, 3);
+      lua_pushlstring(L, t->sink.body.data ? t->sink.body.data : "", t->sink.body.len);
+      lua_rawseti(L, -2, 4);
+    } else {
+      http_push_failure(L, result, &t->sink, t->errbuf);
+      lua_rawseti(L, -3, 4);
+      lua_rawseti(L, -2, 3);
+    }
+    lua_rawseti(L, -2, ++n);
+    async_unlink(m, t);
+    async_recycle(m, t);
+  }
+  return n;
+}
+
+/***
+ * Advance every transfer and report those that finished. Never blocks when `timeout_ms` is 0;
+ * otherwise waits up to `timeout_ms` for network activity when nothing has finished yet.
+ * @function handle:poll
+ * @tparam[opt] number timeout_ms default 0
+ * @treturn table|nil finished transfers, each `{id, status, headers, body}` or
+ * `{id, nil, kind, message}` (kind: "timeout", "network", "tls", "request", "too_large");
+ * nil when none finished
+ * @treturn integer transfers still running
+ */
+static int async_poll(lua_State *L) {
+  async_multi *m = async_check(L);
+  lua_Number timeout = luaL_optnumber(L, 2, 0);
+  int running = 0, n;
+  CURLMcode mrc;
+  luaL_argcheck(L, timeout >= 0, 2, "timeout must not be negative");
+  if (timeout > 86400000) timeout = 86400000;
+  lua_newtable(L);
+  mrc = curl_multi_perform(m->multi, &running);
+  if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_perform: %s", curl_multi_strerror(mrc));
+  n = async_collect(L, m, 0);
+  if (n == 0 && timeout > 0) {
+#if LIBCURL_VERSION_NUM >= 0x074200
+    mrc = curl_multi_poll(m->multi, NULL, 0, (int)timeout, NULL);
+#else
+    mrc = curl_multi_wait(m->multi, NULL, 0, (int)timeout, NULL);
+#endif
+    if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_poll: %s", curl_multi_strerror(mrc));
+    mrc = curl_multi_perform(m->multi, &running);
+    if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_perform: %s", curl_multi_strerror(mrc));
+    n = async_collect(L, m, 0);
+  }
+  if (n == 0) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  lua_pushinteger(L, (lua_Integer)running);
+  return 2;
+}
+
+/***
+ * Abandon a transfer (it is never reported).
+ * @function handle:remove
+ * @tparam integer id
+ * @treturn boolean whether it was running
+ */
+static int async_remove(lua_State *L) {
+  async_multi *m = async_check(L);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  async_transfer *t;
+  for (t = m->active; t != NULL; t = t->next) {
+    if (t->id == id) {
+      async_unlink(m, t);
+      async_recycle(m, t);
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/***
+ * Counters of the handle.
+ * @function handle:stats
+ * @treturn table `{in_flight, idle_handles, started, completed, connects}` (`connects`: new
+ * connections opened by finished transfers; fewer than `completed` means keep-alive worked)
+ */
+static int async_stats(lua_State *L) {
+  async_multi *m = async_check(L);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)m->n_active);
+  lua_setfield(L, -2, "in_flight");
+  lua_pushinteger(L, (lua_Integer)m->n_idle);
+  lua_setfield(L, -2, "idle_handles");
+  lua_pushinteger(L, m->started);
+  lua_setfield(L, -2, "started");
+  lua_pushinteger(L, m->completed);
+  lua_setfield(L, -2, "completed");
+  lua_pushinteger(L, m->connects);
+  lua_setfield(L, -2, "connects");
+  return 1;
+}
+
+/***
+ * Transfers started and not yet reported.
+ * @function handle:pending
+ * @treturn integer
+ */
+static int async_pending(lua_State *L) {
+  async_multi *m = async_check(L);
+  lua_pushinteger(L, (lua_Integer)m->n_active);
+  return 1;
+}
+
+/***
+ * Abandon every transfer and close the connections (also done by garbage collection).
+ * @function handle:close
+ */
+static int async_close(lua_State *L) {
+  async_multi *m = (async_multi *)luaL_checkudata(L, 1, ASYNC_MT);
+  async_release(m);
+  return 0;
+}
+
+static int async_tostring(lua_State *L) {
+  async_multi *m = (async_multi *)luaL_checkudata(L, 1, ASYNC_MT);
+  if (m->multi == NULL) lua_pushliteral(L, "customerio.async (closed)");
+  else lua_pushfstring(L, "customerio.async (%d in flight)", m->n_active);
+  return 1;
+}
+
+static const luaL_Reg async_methods[] = {
+  {"add", async_add},
+  {"poll", async_poll},
+  {"remove", async_remove},
+  {"pending", async_pending},
+  {"stats", async_stats},
+  {"close", async_close},
+  {NULL, NULL},
+};
+
+static const luaL_Reg async_metamethods[] = {
+  {"__gc", async_close},
+#if LUA_VERSION_NUM >= 504
+  {"__close", async_close},
+#endif
+  {"__tostring", async_tostring},
+  {NULL, NULL},
+};
+
+static const luaL_Reg async_funcs[] = {
+  {"async_new", async_new},
+  {NULL, NULL},
+};
+
+int async_open(lua_State *L) {
+  if (luaL_newmetatable(L, ASYNC_MT)) {
+    luaL_setfuncs(L, async_metamethods, 0);
+    luaL_newlib(L, async_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_setfuncs(L, async_funcs, 0);
+  return 0;
+}
