@@ -339,6 +339,8 @@ end
 local function to_json(input, indent)
   local n = not is_nil(indent) and number.to_integer(indent) or nil
   if n and n <= 0 then n = nil end
+  -- The indentation is built in memory before the output limit applies (json: 1000000000).
+  if n and n > 64 then argument("json: indent " .. n .. " is larger than 64") end
   local s, err = json.encode(input, n)
   if not s then argument("json: " .. err) end
   return s

@@ -418,6 +418,8 @@ end
 -- ---------------------------------------------------------------------------------------
 -- strftime
 
+local MAX_WIDTH = 1024
+
 local function pad(n, width, flag, default_pad)
   local s = tostring(n)
   local neg = false
@@ -482,7 +484,16 @@ function M.strftime(fmt, t, zone)
       flag = match(fmt, "^[-_0^#]", j)
     end
     local width = match(fmt, "^%d+", j)
-    if width then j = j + #width; width = tonumber(width) end
+    if width then
+      j = j + #width
+      -- A width is padding built in memory before any output limit applies: %999999999Y
+      -- would allocate a gigabyte (and a longer run of digits is not even an integer).
+      if #width > 4 or tonumber(width) > MAX_WIDTH then
+        require("customerio.liquid.errors").argument("date: width " .. sub(width, 1, 12) ..
+          (#width > 12 and "..." or "") .. " is larger than " .. MAX_WIDTH)
+      end
+      width = tonumber(width)
+    end
     local colon = false
     if sub(fmt, j, j) == ":" and sub(fmt, j + 1, j + 1) == "z" then colon = true; j = j + 1 end
     local c = sub(fmt, j, j)
