@@ -35,24 +35,6 @@ APIClient.__index = APIClient
 
 local M = { APIClient = APIClient }
 
-local OPTIONS = {
-  region = true, url = true, timeout = true, connect_timeout = true, retry = true, headers = true,
-  user_agent = true, ca_file = true, transport = true, max_response = true, debug = true,
-}
-
-local function resolve_region(region)
-  local customerio = require("customerio")
-  local regions = customerio.regions
-  if region == nil then return regions.US end
-  if type(region) == "string" then
-    local r = regions[region:upper()]
-    if r then return r end
-  elseif region == regions.US or region == regions.EU then
-    return region
-  end
-  check.fail('region must be one of customerio.regions.US or customerio.regions.EU (or "us" / "eu")')
-end
-
 --- Create a client.
 -- @tparam string app_api_key the App API key (sent as `Authorization: Bearer <key>`)
 -- @tparam[opt] table opts `region` ("us", "eu", `customerio.regions.US` / `.EU`; default US),
@@ -64,29 +46,12 @@ function APIClient.new(app_api_key, opts)
   if check.is_empty(app_api_key) then check.fail("app_api_key is required") end
   if type(app_api_key) ~= "string" then check.fail("app_api_key must be a string") end
   opts = check.optional_table(opts, "opts")
-  for k in pairs(opts) do
-    if not OPTIONS[k] then check.fail("unknown option: " .. tostring(k)) end
-  end
-  local region = resolve_region(opts.region)
-  local base = opts.url
-  if base == nil then base = region.api .. "/v1" end
-  if type(base) ~= "string" then check.fail("url must be a string") end
-  local customerio = require("customerio")
+  Client.check_options(opts)
+  local region = Client.region(opts.region)
   local self = setmetatable({}, APIClient)
   self.region = region
-  self.client = Client.new({
-    base_url = base,
-    auth = "Bearer " .. app_api_key,
-    user_agent = opts.user_agent or customerio.user_agent,
-    headers = opts.headers,
-    timeout = opts.timeout,
-    connect_timeout = opts.connect_timeout,
-    retry = opts.retry,
-    ca_file = opts.ca_file,
-    transport = opts.transport,
-    max_response = opts.max_response,
-    debug = opts.debug,
-    secrets = { app_api_key },
+  self.client = Client.from_options(opts, {
+    base_url = Client.root(opts, region.api .. "/v1"), auth = "Bearer " .. app_api_key, secrets = { app_api_key },
   })
   self.url = self.client.base_url
   return self

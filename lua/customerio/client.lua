@@ -93,6 +93,64 @@ function M.new(opts)
   return self
 end
 
+-- Options every API client (Track, App, Pipelines) takes and passes to its request path.
+local CLIENT_OPTIONS = {
+  region = true, url = true, timeout = true, connect_timeout = true, retry = true, headers = true,
+  user_agent = true, ca_file = true, transport = true, max_response = true, debug = true,
+}
+
+--- Raise on an option that neither the API clients nor this client know.
+-- @tparam table opts
+-- @tparam[opt] table extra names this client adds (`{event_ids = true}`)
+function M.check_options(opts, extra)
+  for k in pairs(opts) do
+    if not CLIENT_OPTIONS[k] and not (extra and extra[k]) then check.fail("unknown option: " .. tostring(k)) end
+  end
+end
+
+--- Resolve a `region` option: nil (US), "us", "eu" or one of `customerio.regions`.
+-- @param v
+-- @treturn table the region
+function M.region(v)
+  local regions = require("customerio").regions
+  if v == nil then return regions.US end
+  if v == regions.US or v == regions.EU then return v end
+  if type(v) == "string" and regions[v:upper()] then return regions[v:upper()] end
+  check.fail('region must be one of customerio.regions.US or customerio.regions.EU (or "us" / "eu")')
+end
+
+--- The root URL of an API client: the `url` option (trailing slashes removed), else the
+-- region's host plus the API's prefix.
+-- @tparam table opts the client's options
+-- @tparam string default e.g. region.track .. "/api/v1"
+-- @treturn string
+function M.root(opts, default)
+  if opts.url == nil then return default end
+  if type(opts.url) ~= "string" then check.fail("url must be a string") end
+  return (opts.url:gsub("/+$", ""))
+end
+
+--- The request path of an API client, from its options.
+-- @tparam table opts the client's options (`timeout`, `retry`, `headers`, ...)
+-- @tparam table fields `base_url`, `auth`, `secrets`, and `headers` to use instead of opts.headers
+-- @return client
+function M.from_options(opts, fields)
+  return M.new({
+    base_url = fields.base_url,
+    auth = fields.auth,
+    secrets = fields.secrets,
+    headers = fields.headers or opts.headers,
+    user_agent = opts.user_agent or require("customerio").user_agent,
+    timeout = opts.timeout,
+    connect_timeout = opts.connect_timeout,
+    retry = opts.retry,
+    ca_file = opts.ca_file,
+    transport = opts.transport,
+    max_response = opts.max_response,
+    debug = opts.debug,
+  })
+end
+
 --- Encode a Lua value as a JSON request body; un-encodable values raise.
 -- @param value table
 -- @tparam[opt] string name root name for error paths ("data")
@@ -185,6 +243,14 @@ local function same_trust(from, to)
   return h2 == "customer.io" or h2:sub(-#".customer.io") == ".customer.io"
 end
 
+-- The error `send` returns: e completed with the attempt count and the request, redacted.
+local function failure(self, req, current, attempts, e)
+  e.attempts = attempts
+  e.method = req.method
+  e.url = current.url
+  return nil, errors.redact(errors.new(e), self.secrets)
+end
+
 --- Send a built request: retries, redirects and error objects.
 -- @tparam table req from `build`
 -- @treturn table|nil decoded body
@@ -192,13 +258,7 @@ end
 function Client:send(req)
   local policy, transport = self.retry, self.transport
   local attempts, retries, redirects, waited = 0, 0, 0, 0
-  local current = { method = req.method, url = req.url, headers = req.headers, body = req.body }
-  local function fail(e)
-    e.attempts = attempts
-    e.method = req.method
-    e.url = current.url
-    return nil, errors.redact(errors.new(e), self.secrets)
-  end
+  local current = req -- replaced, never changed in place, by redirects and retries
   while true do
     attempts = attempts + 1
     local started = self.debug and core.monotonic_ms()
@@ -221,17 +281,20 @@ function Client:send(req)
       if status == 301 or status == 302 or status == 307 or status == 308 then
         local location = res.headers and res.headers["location"]
         if not location or location == "" then
-          return fail({ kind = "redirect", status = status, headers = res.headers, body = res.body,
+          return failure(self, req, current, attempts, {
+            kind = "redirect", status = status, headers = res.headers, body = res.body,
             message = "Received a " .. status .. " status, but no Location header was present" })
         end
         redirects = redirects + 1
         if redirects > MAX_REDIRECTS then
-          return fail({ kind = "redirect", status = status, headers = res.headers, body = res.body,
+          return failure(self, req, current, attempts, {
+            kind = "redirect", status = status, headers = res.headers, body = res.body,
             message = "too many redirects (more than " .. MAX_REDIRECTS .. ")" })
         end
         local target = url.resolve(current.url, location)
         if not target:match("^https?://") or target:find("[%s%z]") then
-          return fail({ kind = "redirect", status = status, message = "refusing to follow redirect to an invalid URL" })
+          return failure(self, req, current, attempts, {
+            kind = "redirect", status = status, message = "refusing to follow redirect to an invalid URL" })
         end
         local headers = current.headers
         if not same_trust(current.url, target) then
@@ -251,9 +314,9 @@ function Client:send(req)
       last = { kind = kind, message = message, retryable = retryable }
     end
     if last then
-      if not retryable or retries >= policy.max_retries then return fail(last) end
+      if not retryable or retries >= policy.max_retries then return failure(self, req, current, attempts, last) end
       local wait = retry.delay(policy, retries, res and res.headers, nil, core.now_ms() / 1000)
-      if waited + wait > policy.max_total_backoff then return fail(last) end
+      if waited + wait > policy.max_total_backoff then return failure(self, req, current, attempts, last) end
       waited = waited + wait
       retries = retries + 1
       if wait > 0 then

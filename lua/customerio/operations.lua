@@ -48,8 +48,13 @@ M.event_types = { "event", "page", "screen" }
 -- @param value
 -- @tparam string root name for error paths
 -- @treturn string
+local encode_options = setmetatable({}, { __index = function(t, root)
+  local o = { root = root }
+  t[root] = o
+  return o
+end })
 function M.encode(value, root)
-  local s, err = core.json_encode(value, { root = root })
+  local s, err = core.json_encode(value, root ~= nil and encode_options[root] or nil)
   if not s then fail(err) end
   return s
 end

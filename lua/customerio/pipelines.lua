@@ -15,7 +15,6 @@ local check = require("customerio.check")
 local Client = require("customerio.client")
 local ops = require("customerio.operations")
 local timestamp = require("customerio.timestamp")
-local track = require("customerio.track")
 
 local fail = check.fail
 local unpack = table.unpack or unpack -- luacheck: ignore 143
@@ -46,11 +45,7 @@ function M.now()
   return timestamp.iso8601(core.now_ms())
 end
 
-local known_options = {
-  region = true, url = true, timeout = true, connect_timeout = true, retry = true, headers = true,
-  user_agent = true, ca_file = true, transport = true, max_response = true, strict_mode = true,
-  default_context = true, debug = true,
-}
+local extra_options = { strict_mode = true, default_context = true }
 
 --- Create a Pipelines client.
 -- @tparam string write_key the source's write key
@@ -63,17 +58,9 @@ local known_options = {
 function PipelinesClient.new(write_key, opts)
   write_key = check.id(write_key, "write_key")
   opts = check.optional_table(opts, "opts")
-  for k in pairs(opts) do
-    if not known_options[k] then fail("unknown option: " .. tostring(k)) end
-  end
-  local region = track.region(opts.region)
-  local root
-  if opts.url ~= nil then
-    if type(opts.url) ~= "string" then fail("url must be a string") end
-    root = opts.url:gsub("/+$", "")
-  else
-    root = region.cdp .. "/v1"
-  end
+  Client.check_options(opts, extra_options)
+  local region = Client.region(opts.region)
+  local root = Client.root(opts, region.cdp .. "/v1")
   local headers = {}
   for k, v in pairs(check.optional_table(opts.headers, "headers")) do headers[k] = v end
   if opts.strict_mode then headers["X-Strict-Mode"] = "1" end
@@ -84,19 +71,8 @@ function PipelinesClient.new(write_key, opts)
   self.strict_mode = opts.strict_mode and true or false
   self.default_context = check.optional_table(opts.default_context, "default_context")
   self.library = { name = "customerio-lua", version = customerio.version }
-  self.client = Client.new({
-    base_url = root,
-    auth = "Basic " .. credentials,
-    user_agent = opts.user_agent or customerio.user_agent,
-    headers = headers,
-    timeout = opts.timeout,
-    connect_timeout = opts.connect_timeout,
-    retry = opts.retry,
-    ca_file = opts.ca_file,
-    transport = opts.transport,
-    max_response = opts.max_response,
-    debug = opts.debug,
-    secrets = { write_key, credentials },
+  self.client = Client.from_options(opts, {
+    base_url = root, auth = "Basic " .. credentials, headers = headers, secrets = { write_key, credentials },
   })
   return self
 end

@@ -37,24 +37,8 @@ M.TrackClient = TrackClient
 --- The v2 operation builders (`customerio.operations`).
 TrackClient.operations = ops
 
---- Resolve a `region` option: nil (US), "us", "eu" or one of `customerio.regions`.
--- @param v
--- @treturn table the region
-function M.region(v)
-  local regions = customerio.regions
-  if v == nil then return regions.US end
-  if v == regions.US or v == regions.EU then return v end
-  if type(v) == "string" then
-    local r = regions[v:upper()]
-    if r then return r end
-  end
-  fail('region must be one of customerio.regions.US or customerio.regions.EU (or "us" / "eu")')
-end
-
-local known_options = {
-  region = true, url = true, timeout = true, connect_timeout = true, retry = true, headers = true,
-  user_agent = true, ca_file = true, transport = true, max_response = true, event_ids = true, debug = true,
-}
+--- Resolve a `region` option (see `customerio.client.region`).
+M.region = Client.region
 
 --- Create a Track API client.
 -- @tparam string site_id
@@ -70,18 +54,10 @@ function TrackClient.new(site_id, api_key, opts)
   site_id = check.id(site_id, "site_id")
   api_key = check.id(api_key, "api_key")
   opts = check.optional_table(opts, "opts")
-  for k in pairs(opts) do
-    if not known_options[k] then fail("unknown option: " .. tostring(k)) end
-  end
+  Client.check_options(opts, { event_ids = true })
   if opts.event_ids ~= nil and type(opts.event_ids) ~= "boolean" then fail("event_ids must be a boolean") end
   local region = M.region(opts.region)
-  local root
-  if opts.url ~= nil then
-    if type(opts.url) ~= "string" then fail("url must be a string") end
-    root = opts.url:gsub("/+$", "")
-  else
-    root = region.track .. "/api/v1"
-  end
+  local root = Client.root(opts, region.track .. "/api/v1")
   local v2 = root:gsub("/api/v1", "/api/v2", 1)
   local host
   if root:find("/api/v1", 1, true) then
@@ -97,19 +73,8 @@ function TrackClient.new(site_id, api_key, opts)
   self.v2_url = v2
   self.host_url = host
   self.event_ids = opts.event_ids ~= false
-  self.client = Client.new({
-    base_url = root,
-    auth = "Basic " .. credentials,
-    user_agent = opts.user_agent or customerio.user_agent,
-    headers = opts.headers,
-    timeout = opts.timeout,
-    connect_timeout = opts.connect_timeout,
-    retry = opts.retry,
-    ca_file = opts.ca_file,
-    transport = opts.transport,
-    max_response = opts.max_response,
-    debug = opts.debug,
-    secrets = { api_key, credentials },
+  self.client = Client.from_options(opts, {
+    base_url = root, auth = "Basic " .. credentials, secrets = { api_key, credentials },
   })
   return self
 end
@@ -119,8 +84,9 @@ function TrackClient:__tostring()
 end
 
 -- Send a request; `body` is a table (encoded, errors naming `body_name`) or a JSON string.
+local NO_OPTIONS = {}
 local function send(self, method, path, body, o)
-  o = o or {}
+  o = o or NO_OPTIONS
   local req = { base = o.base, query = o.query }
   if type(body) == "string" then
     req.raw_body = body

@@ -23,15 +23,15 @@ function url.join(base, path)
     if path:sub(1, 1) ~= "/" then path = "/" .. path end
     return base .. path
   end
-  local parts = { base }
+  local out = base
   for i = 1, #path do
     local seg = url.encode(path[i])
     -- "." and ".." are unreserved, but as whole segments libcurl (and most URL parsers)
     -- would remove them: DELETE .../devices/.. would become DELETE .../customers/42.
     if seg == "." or seg == ".." then seg = seg:gsub("%.", "%%2E") end
-    parts[#parts + 1] = seg
+    out = out .. "/" .. seg
   end
-  return table.concat(parts, "/")
+  return out
 end
 
 local function query_value(v)
