@@ -6,30 +6,9 @@ local server = require("support.server")
 
 local f = customerio.filters
 
-local function new_api()
-  return customerio.APIClient.new("appkey_789", { url = server.url() .. "/v1", retry = false })
-end
 
--- A client whose transport records what reaches it: checks must raise before anything does.
-local function offline_api()
-  local sent = {}
-  local transport = {
-    send = function(_, req)
-      sent[#sent + 1] = req
-      return { status = 200, headers = {}, body = "{}" }
-    end,
-  }
-  return customerio.APIClient.new("appkey_789", { url = "http://cio.invalid/v1", transport = transport }), sent
-end
-
-local offline, offline_sent = offline_api()
-
--- Assert that fn raises exactly msg and that nothing reached the transport of `offline`.
-local function refuses(msg, fn)
-  local before = #offline_sent
-  assert.has_error(fn, msg)
-  assert.are.equal(before, #offline_sent)
-end
+local app = require("support.app")
+local new_api, offline, refuses = app.new_api, app.offline, app.refuses
 
 describe("APIClient:trigger_broadcast", function()
   local api

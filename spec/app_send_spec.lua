@@ -14,26 +14,8 @@ local function new_api(opts)
   return customerio.APIClient.new(APP_KEY, o)
 end
 
--- A client whose transport records what reaches it: checks must raise before anything does.
-local function offline_api()
-  local sent = {}
-  local transport = {
-    send = function(_, req)
-      sent[#sent + 1] = req
-      return { status = 200, headers = {}, body = "{}" }
-    end,
-  }
-  return customerio.APIClient.new("appkey_789", { url = "http://cio.invalid/v1", transport = transport }), sent
-end
-
-local offline, offline_sent = offline_api()
-
--- Assert that fn raises exactly msg and that nothing reached the transport of `offline`.
-local function refuses(msg, fn)
-  local before = #offline_sent
-  assert.has_error(fn, msg)
-  assert.are.equal(before, #offline_sent)
-end
+local app = require("support.app")
+local offline, refuses = app.offline, app.refuses
 
 local QUEUED = '{"delivery_id":"RPILAgABcRhIBqSp7kiPekGBIeVh","queued_at":1700000000}'
 
