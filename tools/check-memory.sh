@@ -33,6 +33,11 @@ SUMMARY=""
 rm -rf "$OUT"
 mkdir -p "$OUT/reports"
 
+# Specs that start their own nginx (ngx, queue_ngx, sandbox over HTTP, embed) load the plain
+# LuaJIT core from build/luajit inside nginx, whatever this run instruments: build it first
+# (on a fresh clone, make check-memory runs before make test has built anything).
+make --no-print-directory LUA=luajit build >/dev/null || exit 1
+
 # Runs spec/run.sh with the given environment; adds its last "N passed, N failed" line.
 run_suite() {
     label=$1
