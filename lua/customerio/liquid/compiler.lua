@@ -101,34 +101,29 @@ local function index(obj, key, dot)
 end
 M.index = index
 
--- An undefined variable: an error in strict mode, else recorded in the report.
-local function missing(ctx, ref)
+-- An undefined variable or filter: an error in strict mode, else recorded in the report
+-- (once per place in the template).
+local function undefined(ctx, node, what, name, list_name)
   if ctx.strict then
-    local e = errors.new("undefined_variable", "undefined variable '" .. ref.text .. "'", ref.line, ref.col)
-    e.variable = ref.text
+    local e = errors.new("undefined_" .. what, "undefined " .. what .. " '" .. name .. "'", node.line, node.col)
+    e[what] = name
     error(e, 0)
   end
   local seen = ctx.seen
-  if not seen[ref] then
-    seen[ref] = true
-    local list = ctx.report.undefined
-    list[#list + 1] = { variable = ref.text, line = ref.line, column = ref.col }
+  if not seen[node] then
+    seen[node] = true
+    local list = ctx.report[list_name]
+    list[#list + 1] = { [what] = name, line = node.line, column = node.col }
   end
+end
+
+local function missing(ctx, ref)
+  undefined(ctx, ref, "variable", ref.text, "undefined")
   return nil
 end
 
 local function unknown_filter(ctx, f)
-  if ctx.strict then
-    local e = errors.new("undefined_filter", "undefined filter '" .. f.name .. "'", f.line, f.col)
-    e.filter = f.name
-    error(e, 0)
-  end
-  local seen = ctx.seen
-  if not seen[f] then
-    seen[f] = true
-    local list = ctx.report.filters
-    list[#list + 1] = { filter = f.name, line = f.line, column = f.col }
-  end
+  undefined(ctx, f, "filter", f.name, "filters")
 end
 
 local function to_range_bound(v)
