@@ -71,18 +71,7 @@ assert(mode == "wait" or mode == "frame", "MODE is wait or frame")
 local customerio = require("customerio")
 
 -- The same attributes as bench/identify.lua and bench/identify.js.
-local attrs = {
-  email = "ada.lovelace@example.com",
-  first_name = "Ada",
-  last_name = "Lovelace",
-  created_at = 1700000000,
-  plan = "pro",
-  plan_price = 49.99,
-  trial = false,
-  locale = "en-GB",
-  company = { name = "Analytical Engines Ltd", size = 42, industry = "computing" },
-  tags = { "beta", "newsletter", "vip" },
-}
+local attrs = dofile((arg[0]:match("^(.*)/") or ".") .. "/payload.lua")
 
 local track = customerio.async(customerio.TrackClient.new("site-id", "api-key", { url = base .. "/api/v1" }))
 local now = core.monotonic_ms

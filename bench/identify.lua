@@ -17,18 +17,7 @@ local mode = arg[4] or "client"
 local core = require("customerio.core")
 
 -- The same attributes as bench/identify.js: a realistic identify.
-local attrs = {
-  email = "ada.lovelace@example.com",
-  first_name = "Ada",
-  last_name = "Lovelace",
-  created_at = 1700000000,
-  plan = "pro",
-  plan_price = 49.99,
-  trial = false,
-  locale = "en-GB",
-  company = { name = "Analytical Engines Ltd", size = 42, industry = "computing" },
-  tags = { "beta", "newsletter", "vip" },
-}
+local attrs = dofile((arg[0]:match("^(.*)/") or ".") .. "/payload.lua")
 
 local call
 if mode == "client" then

@@ -16,18 +16,7 @@ if not ok_core then core = nil end
 local cjson = require("cjson")
 
 local function identify_payload()
-  return {
-    email = "ada.lovelace@example.com",
-    first_name = "Ada",
-    last_name = "Lovelace",
-    created_at = 1700000000,
-    plan = "pro",
-    plan_price = 49.99,
-    trial = false,
-    locale = "en-GB",
-    company = { name = "Analytical Engines Ltd", size = 42, industry = "computing" },
-    tags = { "beta", "newsletter", "vip" },
-  }
+  return dofile((arg[0]:match("^(.*)/") or ".") .. "/payload.lua")
 end
 
 local function transactional_payload()

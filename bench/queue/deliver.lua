@@ -14,18 +14,7 @@ local customerio = require("customerio")
 local core = require("customerio.core")
 
 -- The same attributes as bench/identify.js.
-local attrs = {
-  email = "ada.lovelace@example.com",
-  first_name = "Ada",
-  last_name = "Lovelace",
-  created_at = 1700000000,
-  plan = "pro",
-  plan_price = 49.99,
-  trial = false,
-  locale = "en-GB",
-  company = { name = "Analytical Engines Ltd", size = 42, industry = "computing" },
-  tags = { "beta", "newsletter", "vip" },
-}
+local attrs = dofile((arg[0]:match("^(.*)/") or ".") .. "/../payload.lua")
 
 local track = customerio.TrackClient.new("site-id", "api-key", { url = base .. "/api/v1" })
 local failures = 0
