@@ -21,7 +21,7 @@
 -- waits up to `ms` for at least one callback. Many calls are in flight at once; connections
 -- are kept alive and shared by all the clients of an engine.
 --
--- Each call runs the blocking client code (`customerio.client`: retries, backoff,
+-- Each call runs the blocking client code (`customerio.http.client`: retries, backoff,
 -- `Retry-After`, redirects, error objects) in a coroutine whose transport yields until poll
 -- completes its transfer, and whose backoff sleeps yield until a deadline poll checks. So
 -- async calls behave exactly like blocking ones, retries included, without blocking the host.
@@ -483,7 +483,7 @@ local function is_client(c)
     and c.transport ~= nil
 end
 
--- A view of a customerio.client whose transport is the engine's (when it was libcurl's).
+-- A view of a customerio.http.client whose transport is the engine's (when it was libcurl's).
 local function async_client(client, engine)
   local transport = client.transport
   if type(transport) == "table" and transport.name == "curl" then
@@ -542,7 +542,7 @@ end
 --     api:send_email(req, function(result, err) ... end)
 --
 -- @param client a `TrackClient`, `APIClient`, `PipelinesClient` (anything whose requests go
--- through a `client` field), or a `customerio.client` itself
+-- through a `client` field), or a `customerio.http.client` itself
 -- @tparam[opt] table opts `engine` (default: the engine behind `customerio.poll`)
 -- @treturn Async the wrapper: the client's methods with a callback last, plus `poll`,
 -- `pending`, `wait`, `unwrap`, `engine`

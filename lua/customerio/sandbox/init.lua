@@ -336,7 +336,7 @@ local function respond(status, body)
   return { status = status, headers = { ["content-type"] = "application/json; charset=utf-8" }, body = text }
 end
 
---- Handle one request (the transport interface of customerio.client).
+--- Handle one request (the transport interface of customerio.http.client).
 -- @tparam table req `{method, url, headers, body}`
 -- @return response `{status, headers, body}`
 function Sandbox:send(req)
