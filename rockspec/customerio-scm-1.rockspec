@@ -87,7 +87,9 @@ build = {
     ["customerio.track.timestamp"] = "lua/customerio/track/timestamp.lua",
     ["customerio.transport.curl"] = "lua/customerio/transport/curl.lua",
     ["customerio.transport"] = "lua/customerio/transport/init.lua",
+    ["customerio.transport.ngx.cosocket"] = "lua/customerio/transport/ngx/cosocket.lua",
     ["customerio.transport.ngx"] = "lua/customerio/transport/ngx/init.lua",
+    ["customerio.transport.ngx.resty_http"] = "lua/customerio/transport/ngx/resty_http.lua",
     ["customerio.webhooks"] = "lua/customerio/webhooks.lua",
   },
 }

@@ -5,10 +5,11 @@
 -- verification (always on), a per-worker keep-alive pool, the client's whole-request timeout.
 -- `customerio.transport.default()` picks this transport automatically inside nginx.
 --
--- With lua-resty-http installed (`require "resty.http"` succeeds) the exchange goes through
--- it; otherwise through the small HTTP/1.1 client below (request line, headers and a
--- Content-Length body; responses framed by Content-Length, chunked transfer-encoding or the
--- end of the connection).
+-- This module holds what both HTTP backends share (URL parsing, the
+-- deadline, connecting, the pool, TLS, the stale-connection retry) and chooses the backend
+-- once, when the transport is created: `customerio.transport.ngx.resty_http` when
+-- lua-resty-http is installed (`require "resty.http"` succeeds), else the built-in HTTP/1.1
+-- client `customerio.transport.ngx.cosocket`.
 --
 -- Cosockets work in the rewrite, access, content, timer, ssl_cert, ssl_session_fetch and
 -- ssl_client_hello phases (and stream's preread). In any other phase `send` returns
@@ -34,7 +35,6 @@ M.cosocket_phases = {
 }
 
 local DEFAULT_MAX_RESPONSE = 64 * 1024 * 1024
-local MAX_HEAD = 256 * 1024
 local READ_CHUNK = 65536
 
 local function in_nginx()
@@ -71,15 +71,7 @@ local function positive(v, name, default)
   return v
 end
 
-local resty_http_checked, resty_http
-local function load_resty_http()
-  if not resty_http_checked then
-    resty_http_checked = true
-    local ok, mod = pcall(require, "resty.http")
-    if ok and type(mod) == "table" and type(mod.new) == "function" then resty_http = mod end
-  end
-  return resty_http
-end
+local BACKENDS = { builtin = "customerio.transport.ngx.cosocket", ["resty.http"] = "customerio.transport.ngx.resty_http" }
 
 --- Create a transport. One per client is fine; the keep-alive pool belongs to the worker.
 -- @tparam[opt] table opts
@@ -98,9 +90,11 @@ function M.new(opts)
   if type(opts) ~= "table" then error("transport options must be a table", 2) end
   local backend = opts.backend or "auto"
   if backend == "auto" then
-    backend = load_resty_http() and "resty.http" or "builtin"
+    backend = require(BACKENDS["resty.http"]).available and "resty.http" or "builtin"
   elseif backend == "resty.http" then
-    if not load_resty_http() then error("lua-resty-http is not installed (require \"resty.http\" failed)", 2) end
+    if not require(BACKENDS["resty.http"]).available then
+      error("lua-resty-http is not installed (require \"resty.http\" failed)", 2)
+    end
   elseif backend ~= "builtin" then
     error("backend must be \"auto\", \"resty.http\" or \"builtin\"", 2)
   end
@@ -108,6 +102,7 @@ function M.new(opts)
   return setmetatable({
     name = "ngx",
     backend = backend,
+    http = require(BACKENDS[backend]),
     connect_timeout = positive(opts.connect_timeout, "connect_timeout", 10000),
     keepalive_timeout = positive(opts.keepalive_timeout, "keepalive_timeout", 30000),
     pool_size = math.floor(positive(opts.pool_size, "pool_size", 30)),
@@ -146,48 +141,37 @@ local function parse_url(u)
 end
 M.parse_url = parse_url
 
+--- Whether a request header may be sent as is (no CR, LF or NUL; a token for a name).
 local function valid_header(name, value)
   return type(name) == "string" and name:match("^[!#$%%&'*+.^_`|~%w-]+$") ~= nil
     and (type(value) == "string" or type(value) == "number")
     and not tostring(value):find("[\r\n%z]")
 end
 
--- The request head and body as a list of strings for sock:send, plus header overrides.
-local function format_request(req, host_header, target)
-  local method = req.method or "GET"
-  if type(method) ~= "string" or not method:match("^%u+$") then return nil, "invalid HTTP method" end
-  local body = req.body
-  if body ~= nil and type(body) ~= "string" then return nil, "request body must be a string" end
-  local out = { method, " ", target, " HTTP/1.1\r\n" }
-  local seen_host, seen_accept = false, false
-  local headers = req.headers or {}
-  for name, value in pairs(headers) do
-    if not valid_header(name, value) then
-      return nil, "header name or value contains forbidden characters (CR, LF, NUL): " .. tostring(name)
-    end
-    local lower = name:lower()
-    if lower == "host" then seen_host = true end
-    if lower == "accept" then seen_accept = true end
-    -- Framing and connection management belong to the transport.
-    if lower ~= "content-length" and lower ~= "transfer-encoding" and lower ~= "connection"
-      and lower ~= "expect" then
-      value = tostring(value)
-      out[#out + 1] = name
-      out[#out + 1] = value == "" and ":\r\n" or ": "
-      if value ~= "" then
-        out[#out + 1] = value
-        out[#out + 1] = "\r\n"
-      end
-    end
+-- Helpers of both backends ---------------------------------------------------------------
+
+M.valid_header = valid_header
+M.READ_CHUNK = READ_CHUNK
+
+--- Add a response header; a repeated one joins the earlier value with ", ".
+function M.add_header(headers, name, value)
+  local old = headers[name]
+  if old == nil then headers[name] = value else headers[name] = old .. ", " .. value end
+end
+
+-- Content-Length value: a number, or nil and whether the header was malformed.
+function M.content_length(value)
+  if value == nil then return nil, false end
+  local n
+  for item in value:gmatch("[^,]+") do
+    local digits = item:match("^%s*(%d+)%s*$")
+    if not digits or #digits > 15 then return nil, true end
+    local v = tonumber(digits)
+    if n and v ~= n then return nil, true end
+    n = v
   end
-  if not seen_host then
-    out[#out + 1] = "Host: " .. host_header .. "\r\n"
-  end
-  if not seen_accept then out[#out + 1] = "Accept: */*\r\n" end
-  if body ~= nil then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
-  out[#out + 1] = "\r\n"
-  if body ~= nil and body ~= "" then out[#out + 1] = body end
-  return out, method
+  if not n then return nil, true end
+  return n, false
 end
 
 -- Error helpers ---------------------------------------------------------------------------
@@ -197,6 +181,7 @@ local function now_ms()
   return ngx.now() * 1000
 end
 
+--- The kind and message of a failed send or read.
 local function transfer_error(err, what, where, budget)
   if err == "timeout" then
     return "timeout", "timed out " .. what .. " " .. where .. " (timeout " .. budget .. " ms)"
@@ -228,10 +213,11 @@ local function tls_error(err, host, where, budget)
   return "tls", msg .. ")"
 end
 
--- Whether a failure on a reused connection means the server had closed it while idle.
+--- Whether a failure on a reused connection means the server had closed it while idle.
 local function stale(err)
   return err == "closed" or err == "broken pipe" or err == "connection reset by peer"
 end
+M.transfer_error, M.stale = transfer_error, stale
 
 -- Deadline tracking: each socket operation gets what is left of the request's timeout.
 local Budget = {}
@@ -253,320 +239,6 @@ function Budget:apply(sock, connect_ms)
   if not left then return false end
   sock:settimeouts(connect_ms and math.min(connect_ms, left) or left, left, left)
   return true
-end
-
--- Built-in HTTP/1.1 client ------------------------------------------------------------------
-
-local function add_header(headers, name, value)
-  local old = headers[name]
-  if old == nil then headers[name] = value else headers[name] = old .. ", " .. value end
-end
-
--- A buffered reader over a cosocket. Every read is a receiveany bounded by what is left of the
--- request's budget: a cosocket read timeout only bounds the wait for the next packet, so one
--- receive(n) or receive("*l") on a peer that drips its answer could outlast any timeout.
-local Reader = {}
-Reader.__index = Reader
-
-local function reader(sock, b)
-  return setmetatable({ sock = sock, b = b, buf = "", pos = 1 }, Reader)
-end
-
--- Bytes received but not consumed yet.
-function Reader:pending()
-  return #self.buf - self.pos + 1
-end
-
-function Reader:fill()
-  if not self.b:apply(self.sock) then return nil, "timeout" end
-  local data, err = self.sock:receiveany(READ_CHUNK)
-  if not data then return nil, err end
-  if self.pos > 1 then
-    self.buf = self.buf:sub(self.pos)
-    self.pos = 1
-  end
-  self.buf = self.buf .. data
-  return true
-end
-
--- One line without its CRLF (or LF); nil, err, protocol_error.
-function Reader:line(max)
-  while true do
-    local nl = self.buf:find("\n", self.pos, true)
-    if nl then
-      local line = self.buf:sub(self.pos, nl - 1)
-      self.pos = nl + 1
-      if line:sub(-1) == "\r" then line = line:sub(1, -2) end
-      return line
-    end
-    if self:pending() > max then return nil, "response line longer than " .. max .. " bytes", true end
-    local ok, err = self:fill()
-    if not ok then return nil, err end
-  end
-end
-
--- Exactly n bytes; nil, err.
-function Reader:bytes(n)
-  local avail = self:pending()
-  if avail >= n then
-    local out = self.buf:sub(self.pos, self.pos + n - 1)
-    self.pos = self.pos + n
-    return out
-  end
-  local parts, got = { self.buf:sub(self.pos) }, avail
-  self.buf, self.pos = "", 1
-  while got < n do
-    if not self.b:apply(self.sock) then return nil, "timeout" end
-    local want = n - got
-    if want > READ_CHUNK then want = READ_CHUNK end
-    local data, err = self.sock:receiveany(want)
-    if not data then
-      if err == "closed" then return nil, "closed after " .. got .. " of " .. n .. " bytes" end
-      return nil, err
-    end
-    got = got + #data
-    parts[#parts + 1] = data
-  end
-  return table.concat(parts)
-end
-
--- Everything until the peer closes, at most max bytes; nil, "too_large" beyond.
-function Reader:rest(max)
-  local parts, total = { self.buf:sub(self.pos) }, self:pending()
-  self.buf, self.pos = "", 1
-  if total > max then return nil, "too_large" end
-  while true do
-    if not self.b:apply(self.sock) then return nil, "timeout" end
-    local data, err = self.sock:receiveany(READ_CHUNK)
-    if not data then
-      if err == "closed" then return table.concat(parts) end
-      return nil, err
-    end
-    total = total + #data
-    if total > max then return nil, "too_large" end
-    parts[#parts + 1] = data
-  end
-end
-
--- Reads one response head: status, version, headers; or nil, err, protocol_error.
-local function read_head(r)
-  local line, err, protocol = r:line(MAX_HEAD)
-  if not line then return nil, err, protocol end
-  local version, status = line:match("^HTTP/(%d%.%d)%s+(%d%d%d)")
-  if not version then
-    local shown = #line > 80 and (line:sub(1, 80) .. "...") or line
-    return nil, "invalid HTTP status line: " .. string.format("%q", shown), true
-  end
-  local headers, last, size = {}, nil, 0
-  while true do
-    line, err, protocol = r:line(MAX_HEAD)
-    if not line then return nil, err, protocol end
-    if line == "" then break end
-    size = size + #line
-    if size > MAX_HEAD then return nil, "response headers larger than " .. MAX_HEAD .. " bytes", true end
-    local first = line:sub(1, 1)
-    if (first == " " or first == "\t") and last then
-      -- obsolete line folding: a continuation of the previous header
-      local cont = line:gsub("^%s+", ""):gsub("%s+$", "")
-      headers[last] = headers[last] .. " " .. cont
-    else
-      local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
-      if not name then return nil, "invalid header line: " .. string.format("%q", line:sub(1, 80)), true end
-      last = name:lower()
-      add_header(headers, last, value)
-    end
-  end
-  return tonumber(status), version, headers
-end
-
-local function read_chunked(r, max)
-  local parts, total = {}, 0
-  while true do
-    local line, err, protocol = r:line(4096)
-    if not line then return nil, err, protocol end
-    local hex = line:match("^%s*(%x+)%s*;?")
-    if not hex or #hex > 15 then return nil, "invalid chunk size line", true end
-    local size = tonumber(hex, 16)
-    if size == 0 then
-      -- trailers, up to the empty line
-      repeat
-        line, err, protocol = r:line(MAX_HEAD)
-        if not line then return nil, err, protocol end
-      until line == ""
-      return table.concat(parts)
-    end
-    total = total + size
-    if total > max then return nil, "too_large" end
-    local data
-    data, err = r:bytes(size)
-    if not data then return nil, err end
-    parts[#parts + 1] = data
-    local crlf
-    crlf, err = r:bytes(2)
-    if not crlf then return nil, err end
-    if crlf ~= "\r\n" then return nil, "missing CRLF after a chunk", true end
-  end
-end
-
--- Content-Length value: a number, or nil and whether the header was malformed.
-local function content_length(value)
-  if value == nil then return nil, false end
-  local n
-  for item in value:gmatch("[^,]+") do
-    local digits = item:match("^%s*(%d+)%s*$")
-    if not digits or #digits > 15 then return nil, true end
-    local v = tonumber(digits)
-    if n and v ~= n then return nil, true end
-    n = v
-  end
-  if not n then return nil, true end
-  return n, false
-end
-
--- One exchange on one connection. Returns the response and whether the connection may be
--- kept, or nil, kind, message, retry_fresh.
-function Ngx:exchange_builtin(sock, b, method, out, where)
-  local reused = (sock:getreusedtimes() or 0) > 0
-  if not b:apply(sock) then return nil, "timeout", "timed out before sending the request to " .. where end
-  local sent, err = sock:send(out)
-  if not sent then
-    if reused and stale(err) then return nil, nil, nil, true end
-    local kind, msg = transfer_error(err, "sending the request to", where, b.total)
-    return nil, kind, msg
-  end
-  local r = reader(sock, b)
-  local status, version, headers, protocol
-  repeat
-    status, version, headers = read_head(r)
-    if not status then
-      err, protocol = version, headers
-      if reused and stale(err) and r.buf == "" then return nil, nil, nil, true end
-      if protocol then return nil, "network", "invalid HTTP response from " .. where .. ": " .. err end
-      local kind, msg = transfer_error(err, "reading the response from", where, b.total)
-      return nil, kind, msg
-    end
-    reused = false
-  until status >= 200 or status == 101
-  local keep = version == "1.1"
-  local conn = headers["connection"]
-  if conn and conn:lower():find("close", 1, true) then keep = false end
-  local body = ""
-  if method ~= "HEAD" and status ~= 204 and status ~= 304 and status ~= 101 then
-    local te = headers["transfer-encoding"]
-    local max = self.max_response
-    if te and te:lower():find("chunked", 1, true) then
-      body, err, protocol = read_chunked(r, max)
-    else
-      local n, bad = content_length(headers["content-length"])
-      if bad then return nil, "network", "invalid Content-Length in the response from " .. where end
-      if n then
-        if n > max then
-          body, err = nil, "too_large"
-        elseif n > 0 then
-          body, err = r:bytes(n)
-        end
-      else
-        keep = false
-        body, err = r:rest(max)
-      end
-    end
-    if not body then
-      if err == "too_large" then
-        return nil, "too_large", "response body larger than " .. math.floor(max) .. " bytes"
-      end
-      if protocol then return nil, "network", "invalid HTTP response from " .. where .. ": " .. err end
-      local kind, msg = transfer_error(err, "reading the response from", where, b.total)
-      return nil, kind, msg
-    end
-  end
-  -- Bytes after the response mean the framing is not what we think: do not reuse.
-  if status == 101 or r:pending() > 0 then keep = false end
-  return { status = status, headers = headers, body = body }, keep
-end
-
--- lua-resty-http backend ----------------------------------------------------------------------
-
-local EXPECTS_BODY = { POST = true, PUT = true, PATCH = true }
-
-local function header_value(v)
-  if type(v) == "table" then
-    local list = {}
-    for i = 1, #v do list[i] = tostring(v[i]) end
-    return table.concat(list, ", ")
-  end
-  return tostring(v)
-end
-
-function Ngx:exchange_resty(httpc, b, req, method, target, host_header, where)
-  local reused = (httpc:get_reused_times() or 0) > 0
-  local headers = {}
-  local seen_accept = false
-  for name, value in pairs(req.headers or {}) do
-    if not valid_header(name, value) then
-      return nil, "request", "header name or value contains forbidden characters (CR, LF, NUL): " .. tostring(name)
-    end
-    local lower = name:lower()
-    if lower == "accept" then seen_accept = true end
-    if lower ~= "content-length" and lower ~= "transfer-encoding" and lower ~= "connection"
-      and lower ~= "expect" then
-      headers[name] = tostring(value)
-    end
-  end
-  if not seen_accept then headers["Accept"] = "*/*" end
-  local has_host = false
-  for name in pairs(headers) do if name:lower() == "host" then has_host = true end end
-  if not has_host then headers["Host"] = host_header end
-  local body = req.body
-  if body == nil and EXPECTS_BODY[method] then body = "" end
-  if not b:apply(httpc.sock) then return nil, "timeout", "timed out before sending the request to " .. where end
-  local res, err = httpc:request({ method = method, path = target, headers = headers, body = body })
-  if not res then
-    if reused and stale(err) then return nil, nil, nil, true end
-    local kind, msg = transfer_error(err, "exchanging with", where, b.total)
-    return nil, kind, msg
-  end
-  -- 1xx interim responses (lua-resty-http only skips 100 after its own Expect)
-  while res.status >= 100 and res.status < 200 and res.status ~= 101 do
-    if not b:apply(httpc.sock) then return nil, "timeout", "timed out waiting for the response from " .. where end
-    res, err = httpc:read_response({ method = method, headers = {} })
-    if not res then
-      local kind, msg = transfer_error(err, "reading the response from", where, b.total)
-      return nil, kind, msg
-    end
-  end
-  local out = {}
-  for name, value in pairs(res.headers or {}) do
-    if type(name) == "string" then add_header(out, name:lower(), header_value(value)) end
-  end
-  local max = self.max_response
-  local n = content_length(out["content-length"])
-  if n and n > max then return nil, "too_large", "response body larger than " .. math.floor(max) .. " bytes" end
-  local parts, total = {}, 0
-  if res.has_body and res.body_reader then
-    while true do
-      if not b:apply(httpc.sock) then return nil, "timeout", "timed out reading the response from " .. where end
-      local chunk, rerr = res.body_reader(READ_CHUNK)
-      if rerr == "closed" and not n and not (out["transfer-encoding"] or ""):lower():find("chunked", 1, true) then
-        -- a body delimited by the end of the connection: the last piece comes with "closed"
-        if chunk and chunk ~= "" then
-          total = total + #chunk
-          if total > max then return nil, "too_large", "response body larger than " .. math.floor(max) .. " bytes" end
-          parts[#parts + 1] = chunk
-        end
-        break
-      end
-      if rerr then
-        local kind, msg = transfer_error(rerr, "reading the response from", where, b.total)
-        return nil, kind, msg
-      end
-      if not chunk then break end
-      total = total + #chunk
-      if total > max then return nil, "too_large", "response body larger than " .. math.floor(max) .. " bytes" end
-      parts[#parts + 1] = chunk
-    end
-  end
-  local keep = httpc.keepalive ~= false
-  return { status = res.status, headers = out, body = table.concat(parts) }, keep
 end
 
 -- send ----------------------------------------------------------------------------------------
@@ -595,12 +267,9 @@ function Ngx:send(req, timeout_ms)
   local method = req.method or "GET"
   if type(method) ~= "string" or not method:match("^%u+$") then return nil, "request", "invalid HTTP method" end
 
-  local out
-  if self.backend == "builtin" then
-    local err
-    out, err = format_request(req, host_header, target)
-    if not out then return nil, "request", err end
-  end
+  local backend = self.http
+  local prepared, perr = backend.prepare(req, host_header, target)
+  if not prepared then return nil, "request", perr end
 
   local where = host_header
   local tls = scheme == "https"
@@ -621,14 +290,7 @@ function Ngx:send(req, timeout_ms)
   self.stats.requests = self.stats.requests + 1
   local connects = 0
   for _ = 1, MAX_STALE_RETRIES + 1 do
-    local conn, sock
-    if self.backend == "resty.http" then
-      conn = resty_http.new()
-      sock = conn.sock
-    else
-      sock = ngx.socket.tcp()
-      conn = sock
-    end
+    local conn, sock = backend.open()
     if not b:apply(sock, self.connect_timeout) then
       return nil, "timeout", "timed out before connecting to " .. where
     end
@@ -650,11 +312,7 @@ function Ngx:send(req, timeout_ms)
         return nil, "timeout", "timed out before the TLS handshake with " .. where
       end
       local session
-      if conn ~= sock then
-        session, err = conn:ssl_handshake(false, host, true)
-      else
-        session, err = sock:sslhandshake(false, host, true)
-      end
+      session, err = backend.handshake(conn, host)
       -- lua-nginx-module 0.10.23 / lua-resty-core 0.1.25: when the handshake completes at
       -- once but verification fails, sslhandshake(false, ...) returns true and closes the
       -- socket. A closed socket after a "successful" handshake is a verification failure.
@@ -668,12 +326,7 @@ function Ngx:send(req, timeout_ms)
       end
     end
 
-    local res, keep_or_kind, msg, retry_fresh
-    if conn ~= sock then
-      res, keep_or_kind, msg, retry_fresh = self:exchange_resty(conn, b, req, method, target, host_header, where)
-    else
-      res, keep_or_kind, msg, retry_fresh = self:exchange_builtin(sock, b, method, out, where)
-    end
+    local res, keep_or_kind, msg, retry_fresh = backend.exchange(self, conn, b, req, method, prepared, where)
     if res then
       self.last_connects = connects
       if keep_or_kind then
