@@ -85,11 +85,13 @@ build = {
     ["customerio.track"] = "lua/customerio/track/init.lua",
     ["customerio.track.operations"] = "lua/customerio/track/operations.lua",
     ["customerio.track.timestamp"] = "lua/customerio/track/timestamp.lua",
+    ["customerio.transport.async"] = "lua/customerio/transport/async.lua",
     ["customerio.transport.curl"] = "lua/customerio/transport/curl.lua",
     ["customerio.transport"] = "lua/customerio/transport/init.lua",
     ["customerio.transport.ngx.cosocket"] = "lua/customerio/transport/ngx/cosocket.lua",
     ["customerio.transport.ngx"] = "lua/customerio/transport/ngx/init.lua",
     ["customerio.transport.ngx.resty_http"] = "lua/customerio/transport/ngx/resty_http.lua",
+    ["customerio.transport.sandbox"] = "lua/customerio/transport/sandbox.lua",
     ["customerio.webhooks"] = "lua/customerio/webhooks.lua",
   },
 }

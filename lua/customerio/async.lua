@@ -34,16 +34,17 @@
 -- @module customerio.async
 local core = require("customerio.core")
 local errors = require("customerio.errors")
+local async_transport = require("customerio.transport.async")
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
-local create, resume, yield, running, status = coroutine.create, coroutine.resume, coroutine.yield,
+local create, resume, running, status = coroutine.create, coroutine.resume,
   coroutine.running, coroutine.status
 local now_ms = core.monotonic_ms
 
 local M = {}
 
 -- What our transports yield, so that a stray yield (not ours) is recognised.
-local TOKEN = {}
+local TOKEN = async_transport.TOKEN
 -- The key of a wrapper's private state.
 local STATE = {}
 
@@ -385,44 +386,7 @@ end
 -- @tparam[opt] table opts `ca_file`, `connect_timeout` (ms), `max_response` (bytes)
 -- @return transport
 function Engine:transport(opts)
-  opts = opts or {}
-  return setmetatable({
-    engine = self, name = "async",
-    ca_file = opts.ca_file, connect_timeout = opts.connect_timeout, max_response = opts.max_response,
-  }, M.Transport)
-end
-
---- The async transport.
--- @type Transport
-local Transport = {}
-Transport.__index = Transport
-M.Transport = Transport
-
---- Send one request: inside an async call, start it and yield until it is done.
--- @tparam table req `{method, url, headers, body}`
--- @tparam number timeout_ms
--- @return `{status, headers, body}` or nil, kind, message
-function Transport:send(req, timeout_ms)
-  local engine = self.engine
-  if not engine:current() then
-    self.blocking = self.blocking or require("customerio.transport.curl").new({
-      ca_file = self.ca_file, connect_timeout = self.connect_timeout, max_response = self.max_response,
-    })
-    return self.blocking:send(req, timeout_ms)
-  end
-  local id, kind, message = engine:handle():add(req.method, req.url, req.headers, req.body, timeout_ms,
-    self.connect_timeout, self.ca_file, self.max_response)
-  if not id then return nil, kind, message end
-  local code, headers, body = yield(TOKEN, "transfer", id)
-  if code == nil then return nil, headers, body end
-  return { status = code, headers = headers, body = body }
-end
-
---- Wait ms milliseconds between retries: inside an async call, yield until poll sees the
--- deadline pass.
-function Transport:sleep(ms)
-  if not self.engine:current() then return core.sleep_ms(ms) end
-  yield(TOKEN, "sleep", now_ms() + ms)
+  return async_transport.new(self, opts)
 end
 
 -- The default engine, behind customerio.poll.
@@ -590,5 +554,7 @@ function M.on_error(fn)
 end
 
 M.Engine = Engine
+--- The transport class of engines (`customerio.transport.async`).
+M.Transport = async_transport.Transport
 
 return setmetatable(M, { __call = function(_, client, opts) return M.wrap(client, opts) end })

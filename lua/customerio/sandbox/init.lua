@@ -24,6 +24,7 @@ local State = require("customerio.sandbox.state")
 local Segments = require("customerio.sandbox.segments")
 local track_api = require("customerio.sandbox.track_api")
 local app_api = require("customerio.sandbox.app_api")
+local adapter = require("customerio.transport.sandbox")
 
 local Sandbox = {}
 Sandbox.__index = Sandbox
@@ -257,7 +258,7 @@ function Sandbox:new_trigger(broadcast)
   return t
 end
 
--- The transport --------------------------------------------------------------------------
+-- Requests ------------------------------------------------------------------------------
 
 local function hexval(h) return string.char(tonumber(h, 16)) end
 
@@ -336,17 +337,6 @@ local function respond(status, body)
   return { status = status, headers = { ["content-type"] = "application/json; charset=utf-8" }, body = text }
 end
 
---- Handle one request (the transport interface of customerio.http.client).
--- @tparam table req `{method, url, headers, body}`
--- @return response `{status, headers, body}`
-function Sandbox:send(req)
-  local path, query = req.url:match("^%a[%w+.-]*://[^/]*([^?#]*)%??([^#]*)")
-  path = path or req.url
-  local res = self:handle(req.method, path, query, req.headers, req.body)
-  self.log[#self.log + 1] = { method = req.method, path = path, status = res.status }
-  return res
-end
-
 --- Handle a request given as its parts (used by `send` and by the nginx glue).
 function Sandbox:handle(method, path, query, headers, raw_body)
   local api = api_of(path)
@@ -392,8 +382,9 @@ function Sandbox:handle(method, path, query, headers, raw_body)
   return respond(404, { errors = { { detail = "the sandbox does not emulate " .. method .. " " .. path, status = "404" } } })
 end
 
---- The sandbox is a transport: no sleeping needed between retries.
-function Sandbox.sleep() end
+-- The sandbox is a transport (`send`, `sleep`): see customerio.transport.sandbox.
+Sandbox.send = adapter.send
+Sandbox.sleep = adapter.sleep
 
 sandbox.new_state = State.new
 
