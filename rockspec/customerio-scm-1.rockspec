@@ -49,6 +49,7 @@ build = {
     ["customerio.app.preview"] = "lua/customerio/app/preview.lua",
     ["customerio.app.requests"] = "lua/customerio/app/requests.lua",
     ["customerio.async"] = "lua/customerio/async.lua",
+    ["customerio.calendar"] = "lua/customerio/calendar.lua",
     ["customerio.errors"] = "lua/customerio/errors.lua",
     ["customerio.http.check"] = "lua/customerio/http/check.lua",
     ["customerio.http.client"] = "lua/customerio/http/client.lua",

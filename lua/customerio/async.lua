@@ -35,6 +35,7 @@
 local core = require("customerio.core")
 local errors = require("customerio.errors")
 local async_transport = require("customerio.transport.async")
+local fail = require("customerio.http.check").fail
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 local create, resume, running, status = coroutine.create, coroutine.resume,
@@ -89,11 +90,11 @@ local ENGINE_OPTIONS = {
 -- @treturn Engine
 function M.engine(opts)
   opts = opts or {}
-  if type(opts) ~= "table" then error("async engine options must be a table", 2) end
+  if type(opts) ~= "table" then fail("async engine options must be a table") end
   for k in pairs(opts) do
-    if not ENGINE_OPTIONS[k] then error("unknown async engine option: " .. tostring(k), 2) end
+    if not ENGINE_OPTIONS[k] then fail("unknown async engine option: " .. tostring(k)) end
   end
-  if opts.on_error ~= nil and not callable(opts.on_error) then error("on_error must be a function", 2) end
+  if opts.on_error ~= nil and not callable(opts.on_error) then fail("on_error must be a function") end
   return setmetatable({
     multi_opts = {
       max_connections = opts.max_connections, max_host_connections = opts.max_host_connections,
@@ -285,7 +286,7 @@ end
 local function check_timeout(timeout_ms, name)
   if timeout_ms == nil then return 0 end
   if type(timeout_ms) ~= "number" or timeout_ms ~= timeout_ms or timeout_ms < 0 then
-    error(name .. ": timeout must be a non-negative number of milliseconds", 3)
+    fail(name .. ": timeout must be a non-negative number of milliseconds")
   end
   return timeout_ms
 end
@@ -321,7 +322,7 @@ function Engine:poll(timeout_ms)
 end
 
 function Engine:drive(timeout_ms, more)
-  if self.polling then error("customerio.poll: not re-entrant (called from inside a callback?)", 3) end
+  if self.polling then fail("customerio.poll: not re-entrant (called from inside a callback?)") end
   self.polling = true
   local ok, ran = pcall(run_poll, self, timeout_ms, more)
   self.polling = false
@@ -512,16 +513,16 @@ end
 -- `pending`, `wait`, `unwrap`, `engine`
 function M.wrap(client, opts)
   opts = opts or {}
-  if type(opts) ~= "table" then error("async options must be a table", 2) end
+  if type(opts) ~= "table" then fail("async options must be a table") end
   local engine = opts.engine or M.default()
-  if getmetatable(engine) ~= Engine then error("opts.engine must be an engine from customerio.async.engine()", 2) end
+  if getmetatable(engine) ~= Engine then fail("opts.engine must be an engine from customerio.async.engine()") end
   local view
   if type(client) == "table" and is_client(rawget(client, "client")) then
     view = setmetatable({ client = async_client(client.client, engine) }, { __index = client })
   elseif is_client(client) then
     view = async_client(client, engine)
   else
-    error("customerio.async: expected a client (TrackClient, APIClient, PipelinesClient)", 2)
+    fail("customerio.async: expected a client (TrackClient, APIClient, PipelinesClient)")
   end
   return setmetatable({ [STATE] = { target = client, view = view, engine = engine, pending = 0 } }, wrapper_mt)
 end
@@ -549,7 +550,7 @@ end
 --- Set the handler of errors raised by callbacks on the default engine.
 -- @tparam function fn receives the message with a traceback
 function M.on_error(fn)
-  if not callable(fn) then error("on_error must be a function", 2) end
+  if not callable(fn) then fail("on_error must be a function") end
   M.default().on_error = fn
 end
 

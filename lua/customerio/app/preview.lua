@@ -30,8 +30,6 @@
 -- @module customerio.app.preview
 
 local liquid = require("customerio.liquid")
-local compiler = require("customerio.liquid.compiler")
-local values = require("customerio.liquid.values")
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local sort = table.sort
@@ -47,7 +45,7 @@ for i, name in ipairs(PART_ORDER) do PART_RANK[name] = i end
 local PROVIDED = { campaign = true, message = true, delivery_id = true, layout = true, content = true,
   snippets = true, journey = true, workspace = true }
 
-local function is_nil(v) return v == nil or v == values.null end
+local function is_nil(v) return v == nil or v == liquid.null end
 
 local function copy_into(dst, src)
   if type(src) ~= "table" then return dst end
@@ -70,14 +68,8 @@ end
 
 -- Does a static reference resolve in `data`?
 local function resolves(data, ref)
-  local v = data[ref.root]
-  if v == nil then return false end
-  for _, seg in ipairs(ref.segments) do
-    local found
-    v, found = compiler.index(v, seg.v, seg.dot)
-    if not found then return false end
-  end
-  return true
+  local _, found = liquid.lookup(data, ref)
+  return found
 end
 
 local function parts_of(template, from_message)

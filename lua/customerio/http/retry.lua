@@ -1,4 +1,9 @@
---- The retry policy shared by every transport (customerio-node 5.x defaults).
+--- The retry policy (customerio-node 5.x defaults): the one place where it is defined.
+--
+-- Every request path uses it: `customerio.http.client` runs it for the blocking clients and
+-- for their async and nginx transports, and the nginx queue sends through that client. The
+-- C queue worker receives the policy resolved here (`retry.policy`, passed by
+-- `customerio.queue.thread`) and applies it as given.
 --
 -- Up to `max_retries` replays after the first attempt, exponential backoff
 -- `min(max_timeout, (random() + 1) * min_timeout * 2^n)`, `Retry-After` (seconds
@@ -6,6 +11,7 @@
 -- and a total backoff budget after which the last error is returned.
 -- @module customerio.http.retry
 local check = require("customerio.http.check")
+local calendar = require("customerio.calendar")
 
 local retry = {}
 
@@ -72,16 +78,7 @@ end
 
 local months = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
 
--- Days since 1970-01-01 of a proleptic Gregorian date (no time zone involved).
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
+local days_from_civil = calendar.days_from_civil
 
 --- Seconds to wait according to a Retry-After header value.
 -- @tparam string value delta-seconds or an HTTP date (IMF-fixdate)

@@ -54,10 +54,8 @@ local known_options = {
   max_in_flight = true, on_error = true,
 }
 
-local yieldable = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
-}
+-- Where flush can wait (ngx.sleep): the phases with cosockets.
+local yieldable = require("customerio.transport.ngx").cosocket_phases
 
 
 local count = common.count

@@ -25,6 +25,7 @@ local Segments = require("customerio.sandbox.segments")
 local track_api = require("customerio.sandbox.track_api")
 local app_api = require("customerio.sandbox.app_api")
 local adapter = require("customerio.transport.sandbox")
+local fail = require("customerio.http.check").fail
 
 local Sandbox = {}
 Sandbox.__index = Sandbox
@@ -110,7 +111,7 @@ end
 --   `preheader`, `reply_to`; push `title`, `message`, `image_url`, `link`; sms `body`...
 -- @treturn table the template (with its `id`)
 function Sandbox:add_transactional(id_or_name, template)
-  if type(template) ~= "table" then error("template must be a table", 2) end
+  if type(template) ~= "table" then fail("template must be a table") end
   local t = {}
   for k, v in pairs(template) do t[k] = v end
   t.type = t.type or "email"
@@ -118,7 +119,7 @@ function Sandbox:add_transactional(id_or_name, template)
   if id then
     t.id = id
   else
-    if type(id_or_name) ~= "string" or id_or_name == "" then error("id_or_name must be a number or a name", 2) end
+    if type(id_or_name) ~= "string" or id_or_name == "" then fail("id_or_name must be a number or a name") end
     t.trigger_name = id_or_name
     t.id = 1000 + next_serial(self)
     self.transactional_by_name[id_or_name:lower()] = t
@@ -132,7 +133,7 @@ end
 -- @tparam table def `segment` (id of its default audience) or `filter` (audience filter),
 --   `template` (parts as for transactional), `type` ("email" default), `name`
 function Sandbox:add_broadcast(id, def)
-  if type(def) ~= "table" then error("broadcast definition must be a table", 2) end
+  if type(def) ~= "table" then fail("broadcast definition must be a table") end
   local b = { id = tonumber(id) or id, name = def.name or ("Broadcast " .. tostring(id)), type = def.type or "email",
     segment = def.segment, filter = def.filter, template = def.template or {}, created_at = self.now() }
   self.broadcasts[tostring(id)] = b
@@ -144,7 +145,7 @@ end
 -- `{id = 7, name = "Beta", manual = true}`. Raises on an invalid filter.
 function Sandbox:add_segment(def)
   local seg, err = self.segments:add(def)
-  if not seg then error(err, 2) end
+  if not seg then fail(err) end
   return seg
 end
 

@@ -10,6 +10,7 @@
 -- The Pipelines API takes ISO-8601 strings instead (`iso8601`).
 -- @module customerio.track.timestamp
 local check = require("customerio.http.check")
+local calendar = require("customerio.calendar")
 
 local M = {}
 
@@ -18,25 +19,7 @@ M.max_seconds = 1e11
 
 local floor = math.floor
 
--- Days since 1970-01-01 of a proleptic Gregorian date.
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local function days_in_month(y, m)
-  if m == 2 then
-    local leap = (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0
-    return leap and 29 or 28
-  end
-  if m == 4 or m == 6 or m == 9 or m == 11 then return 30 end
-  return 31
-end
+local days_from_civil, days_in_month = calendar.days_from_civil, calendar.days_in_month
 
 -- An integer (the integer subtype on Lua 5.3+, so that JSON shows no fraction).
 local function integer(v)

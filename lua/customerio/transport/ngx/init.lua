@@ -20,6 +20,7 @@
 -- here; it only separates keep-alive pools. See examples/openresty/README.md.
 -- @module customerio.transport.ngx
 local ngx = ngx
+local fail = require("customerio.http.check").fail
 
 local M = {}
 
@@ -37,13 +38,10 @@ M.cosocket_phases = {
 local DEFAULT_MAX_RESPONSE = 64 * 1024 * 1024
 local READ_CHUNK = 65536
 
-local function in_nginx()
-  return type(ngx) == "table" and type(ngx.socket) == "table" and type(ngx.socket.tcp) == "function"
-    and type(ngx.get_phase) == "function"
-end
+local in_nginx = require("customerio.transport").in_nginx
 
---- Whether this code runs inside nginx with the Lua module (any phase).
--- @treturn boolean
+--- Whether this code runs inside nginx with the Lua module (any phase): `customerio.transport.in_nginx`.
+-- @function in_nginx
 M.in_nginx = in_nginx
 
 --- The current phase and whether cosockets can be used in it.
@@ -66,7 +64,7 @@ end
 local function positive(v, name, default)
   if v == nil then return default end
   if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
-    error(name .. " must be a positive number", 3)
+    fail(name .. " must be a positive number")
   end
   return v
 end
@@ -87,18 +85,18 @@ local BACKENDS = { builtin = "customerio.transport.ngx.cosocket", ["resty.http"]
 -- @return transport
 function M.new(opts)
   opts = opts or {}
-  if type(opts) ~= "table" then error("transport options must be a table", 2) end
+  if type(opts) ~= "table" then fail("transport options must be a table") end
   local backend = opts.backend or "auto"
   if backend == "auto" then
     backend = require(BACKENDS["resty.http"]).available and "resty.http" or "builtin"
   elseif backend == "resty.http" then
     if not require(BACKENDS["resty.http"]).available then
-      error("lua-resty-http is not installed (require \"resty.http\" failed)", 2)
+      fail("lua-resty-http is not installed (require \"resty.http\" failed)")
     end
   elseif backend ~= "builtin" then
-    error("backend must be \"auto\", \"resty.http\" or \"builtin\"", 2)
+    fail("backend must be \"auto\", \"resty.http\" or \"builtin\"")
   end
-  if opts.ca_file ~= nil and type(opts.ca_file) ~= "string" then error("ca_file must be a path", 2) end
+  if opts.ca_file ~= nil and type(opts.ca_file) ~= "string" then fail("ca_file must be a path") end
   return setmetatable({
     name = "ngx",
     backend = backend,
