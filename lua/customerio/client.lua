@@ -315,7 +315,7 @@ function Client:send(req)
     end
     if last then
       if not retryable or retries >= policy.max_retries then return failure(self, req, current, attempts, last) end
-      local wait = retry.delay(policy, retries, res and res.headers, nil, core.now_ms() / 1000)
+      local wait = retry.delay(policy, retries, res and res.headers)
       if waited + wait > policy.max_total_backoff then return failure(self, req, current, attempts, last) end
       waited = waited + wait
       retries = retries + 1

@@ -58,7 +58,12 @@ M.defaults = {
   flush_interval = 1000,        -- ms: a batch leaves when its oldest operation is this old
   max_in_flight = 4,            -- batch requests at once
   close_timeout = 10000,        -- ms: how long __gc / exit wait for delivery
+  connect_timeout = 10000,      -- ms, when neither the options nor the client say
 }
+
+--- Bytes a batch body adds around its operations (`{"batch":[` and `]}`), from the C worker
+-- that writes them; `op_bytes` is at most `batch_bytes` minus this.
+M.batch_overhead = core.queue_batch_overhead
 
 local known_options = {
   max_events = true, max_bytes = true, batch_bytes = true, flush_interval = true,
@@ -149,7 +154,7 @@ local function target(track, opts)
     url = url,
     headers = headers,
     timeout = opts.timeout or client.timeout,
-    connect_timeout = opts.connect_timeout or client.connect_timeout,
+    connect_timeout = opts.connect_timeout or client.connect_timeout or M.defaults.connect_timeout,
     ca_file = opts.ca_file or client.ca_file or track.ca_file,
     retry = opts.retry ~= nil and retry.policy(opts.retry) or client.retry or retry.policy(),
     secrets = client.secrets or {},
@@ -176,7 +181,7 @@ function Queue.new(track, opts)
   local t = target(track, opts)
   local d = M.defaults
   local batch_bytes = count(opts.batch_bytes, "batch_bytes", 1024) or d.batch_bytes
-  local op_bytes = math.min(d.op_bytes, batch_bytes - 12)
+  local op_bytes = math.min(d.op_bytes, batch_bytes - M.batch_overhead)
   local reporter = make_reporter(opts.on_error, t.secrets)
   local q = core.queue_new({
     url = t.url, headers = t.headers, timeout = t.timeout, connect_timeout = t.connect_timeout,
@@ -184,7 +189,7 @@ function Queue.new(track, opts)
     max_events = count(opts.max_events, "max_events", 1) or d.max_events,
     max_bytes = count(opts.max_bytes, "max_bytes", 1) or d.max_bytes,
     batch_bytes = batch_bytes,
-    op_max = op_bytes,
+    op_bytes = op_bytes,
     flush_interval = count(opts.flush_interval, "flush_interval", 0) or d.flush_interval,
     max_in_flight = count(opts.max_in_flight, "max_in_flight", 1) or d.max_in_flight,
     close_timeout = count(opts.close_timeout, "close_timeout", 0) or d.close_timeout,

@@ -60,7 +60,7 @@ local yieldable = {
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
 }
 
-local OVERHEAD = 12 -- {"batch":[ ]}
+local OVERHEAD = base.batch_overhead -- {"batch":[ ]}
 
 local function count(v, name, min, default)
   if v == nil then return default end
