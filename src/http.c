@@ -192,9 +192,23 @@ static const luaL_Reg http_metamethods[] = {
   {NULL, NULL},
 };
 
+/***
+ * The kind a libcurl failure code gets (the same everywhere in the core).
+ * @function curl_error_kind
+ * @tparam integer code a CURLcode
+ * @treturn string "timeout", "tls", "request" or "network"
+ */
+static int http_curl_error_kind(lua_State *L) {
+  lua_Integer code = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, code > 0 && code < CURL_LAST, 1, "not a libcurl error code");
+  lua_pushstring(L, cio_curl_error_kind((CURLcode)code));
+  return 1;
+}
+
 static const luaL_Reg http_funcs[] = {
   {"http_new", http_new},
   {"retry_after", cio_lua_retry_after},
+  {"curl_error_kind", http_curl_error_kind},
   {NULL, NULL},
 };
 
@@ -206,6 +220,8 @@ int http_open(lua_State *L) {
   }
   lua_pop(L, 1);
   luaL_setfuncs(L, http_funcs, 0);
+  lua_pushinteger(L, CIO_MAX_URL_BYTES);
+  lua_setfield(L, -2, "max_url_bytes");
   {
     curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
     lua_pushstring(L, v && v->version ? v->version : "unknown");

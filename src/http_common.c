@@ -13,6 +13,9 @@
 #include "compat.h"
 #include "http_common.h"
 
+#define CIO_STR2(x) #x
+#define CIO_STR(x) CIO_STR2(x)
+
 int cio_buffer_append(cio_buffer *b, const char *p, size_t n) {
   if (n > (size_t)-1 - b->len - 1) return -1;
   if (b->len + n + 1 > b->cap) {
@@ -119,7 +122,7 @@ CURLcode cio_sink_attach(CURL *easy, cio_sink *sink, const char **failed) {
 const char *cio_url_problem(const char *url, size_t len) {
   size_t i;
   if (len == 0) return "URL is empty";
-  if (len > CIO_MAX_URL_BYTES) return "URL is longer than 8192 bytes";
+  if (len > CIO_MAX_URL_BYTES) return "URL is longer than " CIO_STR(CIO_MAX_URL_BYTES) " bytes";
   for (i = 0; i < len; i++) {
     unsigned char c = (unsigned char)url[i];
     if (c <= 32 || c == 127) return "URL contains spaces or control characters";
