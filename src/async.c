@@ -6,7 +6,7 @@
  * exactly as for the blocking handle.
  *
  * Each transfer gets an easy handle from a small pool, set up exactly like http.c's (the
- * shared code is in http_common.h): TLS verification on, no redirects, gzip, http/https only,
+ * shared code is in http_common.c): TLS verification on, no redirects, gzip, http/https only,
  * no "Expect: 100-continue". Connections live in the multi handle's cache, so they are kept
  * alive across transfers whatever easy handle runs them.
  */
