@@ -208,6 +208,7 @@ static int http_curl_error_kind(lua_State *L) {
 static const luaL_Reg http_funcs[] = {
   {"http_new", http_new},
   {"retry_after", cio_lua_retry_after},
+  {"retry_backoff", cio_lua_retry_backoff},
   {"curl_error_kind", http_curl_error_kind},
   {NULL, NULL},
 };

@@ -181,6 +181,15 @@ int cio_retry_after(const char *value, size_t len, int64_t now_ms, double *ms) {
   }
 }
 
+double cio_backoff_ms(double min_ms, double max_ms, double n, double r) {
+  double ms = (r + 1) * min_ms;
+  while (n >= 1 && ms > 0 && ms < max_ms) {
+    ms *= 2;
+    n -= 1;
+  }
+  return ms > max_ms ? max_ms : ms;
+}
+
 /* ---- Lua-facing helpers ---------------------------------------------------------------- */
 
 /* Header names are tokens; values may not carry CR, LF or NUL (no header injection). */
@@ -389,5 +398,20 @@ int cio_lua_retry_after(lua_State *L) {
     return 1;
   }
   lua_pushnumber(L, (lua_Number)ms);
+  return 1;
+}
+
+/***
+ * Backoff before replay number n: min(max_ms, (r + 1) * min_ms * 2^n) (customerio-node 5.x).
+ * @function retry_backoff
+ * @tparam number min_ms
+ * @tparam number max_ms
+ * @tparam number n replay number, from 0
+ * @tparam number r jitter in [0, 1)
+ * @treturn number ms
+ */
+int cio_lua_retry_backoff(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)cio_backoff_ms(luaL_checknumber(L, 1), luaL_checknumber(L, 2), luaL_checknumber(L, 3),
+                                               luaL_checknumber(L, 4)));
   return 1;
 }

@@ -78,6 +78,11 @@ const char *cio_curl_error_kind(CURLcode rc);
  * the caller applies the policy's retry_after_max. */
 int cio_retry_after(const char *value, size_t len, int64_t now_ms, double *ms);
 
+/* Milliseconds of backoff before replay number n (from 0): min(max_ms, (r + 1) * min_ms * 2^n),
+ * r in [0, 1) (customerio-node 5.x). The one formula: customerio.retry calls it through
+ * core.retry_backoff, the queue worker directly. */
+double cio_backoff_ms(double min_ms, double max_ms, double n, double r);
+
 /* ---- Lua-facing helpers (http.c, async.c and the queue's binding) ---- */
 
 struct lua_State;
@@ -106,5 +111,8 @@ void cio_push_headers(struct lua_State *L, const cio_buffer *head);
 
 /* Lua: core.retry_after(value, now_ms) -> ms | nil (cio_retry_after). */
 int cio_lua_retry_after(struct lua_State *L);
+
+/* Lua: core.retry_backoff(min_ms, max_ms, n, r) -> ms (cio_backoff_ms). */
+int cio_lua_retry_backoff(struct lua_State *L);
 
 #endif

@@ -446,10 +446,7 @@ static double queue_backoff(queue_state *q, int n, const char *retry_after) {
       return ms;
     }
   }
-  ms = (queue_random(q) + 1) * p->min_timeout;
-  while (n-- > 0 && ms < p->max_timeout) ms *= 2;
-  if (ms > p->max_timeout) ms = p->max_timeout;
-  return ms;
+  return cio_backoff_ms(p->min_timeout, p->max_timeout, n, queue_random(q));
 }
 
 unsigned cio_queue_kind_bit(const char *kind) {

@@ -105,10 +105,7 @@ function retry.delay(p, n, headers, random, now_ms)
       return wait
     end
   end
-  local r = (random or math.random)()
-  local ms = (r + 1) * p.min_timeout * 2 ^ n
-  if ms > p.max_timeout then ms = p.max_timeout end
-  return ms
+  return core.retry_backoff(p.min_timeout, p.max_timeout, n, (random or math.random)())
 end
 
 --- Whether a status is retried under this policy.
