@@ -186,10 +186,10 @@ describe("customerio.Queue", function()
       assert.is_true(#x.req.body <= 8 * 1024)
       local last = 0
       for _, op in ipairs(x.ops) do
-        local n = tonumber(op.identifiers.id:match("^user%-(%d+)$"))
-        assert.is_true(n > last, "order inside a batch: user-" .. n .. " after user-" .. last)
-        last = n
-        delivered[n] = (delivered[n] or 0) + 1
+        local k = tonumber(op.identifiers.id:match("^user%-(%d+)$"))
+        assert.is_true(k > last, "order inside a batch: user-" .. k .. " after user-" .. last)
+        last = k
+        delivered[k] = (delivered[k] or 0) + 1
       end
     end
     for i = 1, 300 do assert.are.equal(1, delivered[i], "user-" .. i .. " delivered once") end
