@@ -101,7 +101,7 @@ $(EMBED_HOST): examples/embed/host.c include/customerio.h $(STATIC_LIB)
 		examples/embed/host.c $(STATIC_LIB) $(HOST_LIBS)
 
 lint:
-	luacheck -q lua spec examples bench
+	luacheck -q lua spec examples bench tools
 
 demo: build
 	$(LUA_BIN) examples/quickstart.lua

@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench/run.sh - the benchmark suite behind `make bench` (which builds both C cores first).
 #
-# Starts its own nginx responder on 127.0.0.1 (random free port, `return 200 '{}'`), then
+# Starts its own nginx responder on 127.0.0.1 (tools/nginx.lua: random free port, bench/nginx.conf,
+# `return 200 '{}'`), then
 # measures side by side, in one run:
 #   - sequential identify calls/s over keep-alive: our TrackClient on Lua 5.4 and LuaJIT (and
 #     the C core alone, as a floor), customerio-node 5.2.0 on Node 22, one curl process reusing
@@ -96,40 +97,19 @@ fi
 TMP=$(mktemp -d /tmp/cio-bench.XXXXXX)
 RAW=$TMP/raw.jsonl
 : >"$RAW"
-NGINX_PID=""
+NGINX_PREFIX=""
 cleanup() {
-  if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
-    kill -QUIT "$NGINX_PID" 2>/dev/null || true
-    i=0
-    while kill -0 "$NGINX_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -KILL "$NGINX_PID" 2>/dev/null || true
-  fi
+  [ -z "$NGINX_PREFIX" ] || lua5.4 "$ROOT/tools/nginx.lua" stop "$NGINX_PREFIX" QUIT
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$TMP/tmp"
-USER_LINE=""
-[ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
-try=0
-PORT=""
-while [ $try -lt 20 ]; do
-  try=$((try + 1))
-  port=$(shuf -i 20000-60999 -n 1)
-  sed -e "s|{{USER}}|$USER_LINE|" -e "s|{{PREFIX}}|$TMP|g" -e "s|{{PORT}}|$port|g" \
-    "$BENCH/nginx.conf" >"$TMP/nginx.conf"
-  if nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/error.log" 2>"$TMP/start.err"; then
-    PORT=$port
-    break
-  fi
-  grep -q "Address already in use" "$TMP/start.err" || { cat "$TMP/start.err" >&2; die "nginx did not start"; }
-done
-[ -n "$PORT" ] || die "no free port found for nginx"
-i=0
-while [ ! -s "$TMP/nginx.pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-NGINX_PID=$(cat "$TMP/nginx.pid")
-BASE=http://127.0.0.1:$PORT
+# tools/nginx.lua: free port, fresh prefix, stopped at exit or when this shell dies.
+started=$(lua5.4 "$ROOT/tools/nginx.lua" start --owner $$ --name cio-bench --ready /__status "$BENCH/nginx.conf") ||
+  die "nginx did not start"
+eval "$started"
+BASE=$NGINX_URL
 curl -fsS -X PUT --data '{}' "$BASE/api/v1/customers/x" | grep -q '{}' || die "responder does not answer"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 if awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then

@@ -127,7 +127,7 @@ done
 
 # Lint: one test.
 dirs=""
-for d in lua spec examples bench; do
+for d in lua spec examples bench tools; do
     [ -d "$d" ] && dirs="$dirs $d"
 done
 echo "== luacheck$dirs"

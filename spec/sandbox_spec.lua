@@ -1,5 +1,5 @@
 -- The sandbox, exercised through the real Track and App clients, twice: in-process (the sandbox
--- as the clients' transport) and over HTTP (tools/sandbox: nginx serving the same emulator).
+-- as the clients' transport) and over HTTP (nginx serving the same emulator, as tools/sandbox does).
 local customerio = require("customerio")
 local Client = require("customerio.http.client")
 local core = require("customerio.core")
@@ -27,37 +27,20 @@ local function in_process(opts)
   return h
 end
 
--- Over HTTP: one nginx for the file, reset and configured before each test.
-local http_port, http_prefix
-
--- os.execute returns true on 5.2+ and 0 on 5.1/LuaJIT when the command succeeds.
-local function succeeded(a, _, c)
-  return a == true or a == 0 or (a and c == 0)
-end
+-- Over HTTP: one nginx for the file (tools/sandbox.conf, started by tools/nginx.lua), reset and
+-- configured before each test.
+local nginx = require("tools.nginx")
+local http_nginx
 
 local function start_http()
-  if http_port then return end
-  http_prefix = assert(io.popen("mktemp -d /tmp/cio-sbspec.XXXXXX")):read("*l")
-  for _ = 1, 20 do
-    local port = math.random(20000, 60000)
-    if succeeded(os.execute("sh tools/sandbox --daemon " .. port .. " " .. http_prefix .. " 2>/dev/null")) then
-      -- Wait until it answers (nginx daemonizes before the worker accepts).
-      local probe = Client.new({ base_url = "http://127.0.0.1:" .. port, user_agent = "spec", retry = false, timeout = 500 })
-      for _ = 1, 50 do
-        local res, err = probe:request("GET", "/__sandbox/outbox")
-        if res or (err and err.status) then http_port = port; break end
-        core.sleep_ms(100)
-      end
-      if http_port then break end
-      os.execute("sh tools/sandbox --stop " .. http_prefix)
-    end
-  end
-  assert(http_port, "could not start the sandbox over HTTP")
+  if http_nginx then return end
+  http_nginx = nginx.start({ name = "cio-sbspec", template = nginx.root .. "/tools/sandbox.conf",
+    ready = "/__sandbox/outbox" })
 end
 
 local function over_http(opts)
   start_http()
-  local base = "http://127.0.0.1:" .. http_port
+  local base = http_nginx.url
   local control = Client.new({ base_url = base .. "/__sandbox", user_agent = "spec", retry = false })
   local function call(method, path, body)
     local res, err = control:request(method, path, { body = body })
@@ -578,9 +561,7 @@ describe("sandbox over HTTP", function()
   behaviours(over_http)
 
   teardown(function()
-    if http_prefix then
-      os.execute("sh tools/sandbox --stop " .. http_prefix)
-      os.execute("rm -rf " .. http_prefix)
-    end
+    if http_nginx then http_nginx:stop() end
+    http_nginx = nil
   end)
 end)

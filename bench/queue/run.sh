@@ -30,36 +30,19 @@ NGINX_PREFIX=""
 
 say() { printf '%s\n' "$*" >&2; }
 cleanup() {
-  if [ -n "$NGINX_PREFIX" ] && [ -f "$NGINX_PREFIX/nginx.pid" ]; then
-    kill -TERM "$(cat "$NGINX_PREFIX/nginx.pid")" 2>/dev/null || true
-  fi
+  [ -z "$NGINX_PREFIX" ] || lua5.4 "$ROOT/tools/nginx.lua" stop "$NGINX_PREFIX"
   rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-# The responder: the harness's, or one of our own from the same config.
+# The responder: the harness's, or one of our own (tools/nginx.lua, bench/nginx.conf).
 BASE=${CIO_BENCH_URL:-}
 if [ -z "$BASE" ]; then
-  NGINX_PREFIX=$TMP/nginx
-  mkdir -p "$NGINX_PREFIX/tmp" "$NGINX_PREFIX/logs"
-  USER_LINE=""
-  [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
-  started=0
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
-    PORT=$(awk 'BEGIN { srand(); print int(20000 + rand() * 40000) }')
-    sed -e "s#{{USER}}#$USER_LINE#" -e "s#{{PREFIX}}#$NGINX_PREFIX#g" -e "s#{{PORT}}#$PORT#" \
-      "$ROOT/bench/nginx.conf" >"$NGINX_PREFIX/nginx.conf"
-    if nginx -p "$NGINX_PREFIX/" -c "$NGINX_PREFIX/nginx.conf" -e "$NGINX_PREFIX/error.log" 2>"$TMP/nginx.err"; then
-      started=1
-      break
-    fi
-  done
-  [ $started -eq 1 ] || { cat "$TMP/nginx.err" >&2; say "bench/queue: nginx failed to start"; exit 1; }
-  BASE=http://127.0.0.1:$PORT
-  for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-    curl -q -s --noproxy '*' -o /dev/null "$BASE/" && break
-    sleep 0.1
-  done
+  started=$(lua5.4 "$ROOT/tools/nginx.lua" start --owner $$ --name cio-qbench --ready /__status "$ROOT/bench/nginx.conf") ||
+    { say "bench/queue: nginx failed to start"; exit 1; }
+  eval "$started"
+  BASE=$NGINX_URL
 fi
 say "bench/queue: responder $BASE, $EVENTS events per run, $REPS runs"
 

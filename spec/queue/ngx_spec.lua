@@ -1,22 +1,11 @@
 -- customerio.queue.ngx inside a real nginx (lua-nginx-module + LuaJIT, the C core of
 -- build/luajit): enqueue from init_worker, content and log phases, batches flushed by timers
 -- over cosockets to the shared test server, bounds, 207 reports, retries, and the final flush
--- when the worker exits. The nginx is started here from an inline config, on a random port.
+-- when the worker exits. The nginx (inline config, random port) is started by tools/nginx.lua.
 local server = require("support.server")
 local core = require("customerio.core")
 
-local REPO = (function()
-  local src = debug.getinfo(1, "S").source
-  local file = src:sub(1, 1) == "@" and src:sub(2) or "spec/queue/ngx_spec.lua"
-  local dir = file:match("^(.*)/spec/queue/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then
-    local p = io.popen("pwd")
-    local cwd = p:read("*l")
-    p:close()
-    dir = dir == "." and cwd or (cwd .. "/" .. dir)
-  end
-  return dir
-end)()
+local nginx = require("tools.nginx")
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1", "r"))
@@ -116,8 +105,8 @@ master_process on;
 worker_processes 1;
 pid "{{PREFIX}}/nginx.pid";
 error_log "{{PREFIX}}/error.log" warn;
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+load_module {{MODULES}}/ndk_http_module.so;
+load_module {{MODULES}}/ngx_http_lua_module.so;
 events { worker_connections 1024; }
 http {
     access_log off;
@@ -126,8 +115,8 @@ http {
     fastcgi_temp_path "{{PREFIX}}/tmp/fastcgi";
     uwsgi_temp_path "{{PREFIX}}/tmp/uwsgi";
     scgi_temp_path "{{PREFIX}}/tmp/scgi";
-    lua_package_path "{{REPO}}/lua/?.lua;{{REPO}}/lua/?/init.lua;{{PREFIX}}/?.lua;/usr/share/lua/5.1/?.lua;;";
-    lua_package_cpath "{{REPO}}/build/luajit/?.so;;";
+    lua_package_path "{{ROOT}}/lua/?.lua;{{ROOT}}/lua/?/init.lua;{{PREFIX}}/?.lua;/usr/share/lua/5.1/?.lua;;";
+    lua_package_cpath "{{ROOT}}/build/luajit/?.so;;";
     lua_socket_log_errors off;
     init_worker_by_lua_block { require("qapp").init_worker("{{UPSTREAM}}") }
     server {
@@ -142,38 +131,10 @@ http {
 }
 ]==]
 
+-- nginx through tools/nginx.lua: a failed start stops what it started before raising.
 local function start()
-  local prefix = sh("mktemp -d " .. q((os.getenv("TMPDIR") or "/tmp") .. "/cio-qngx.XXXXXXXX")):gsub("%s+$", "")
-  assert(prefix:match("^/"), "mktemp failed")
-  sh("mkdir -p " .. q(prefix .. "/tmp"))
-  local f = assert(io.open(prefix .. "/qapp.lua", "w"))
-  f:write(APP)
-  f:close()
-  local is_root = sh("id -u"):match("^0") ~= nil
-  for _ = 1, 10 do
-    local port = math.random(20000, 60000)
-    local conf = CONF:gsub("{{(%w+)}}", {
-      USER = is_root and "user root;" or "", PREFIX = prefix, REPO = REPO, PORT = tostring(port),
-      UPSTREAM = server.url(),
-    })
-    f = assert(io.open(prefix .. "/nginx.conf", "w"))
-    f:write(conf)
-    f:close()
-    local out = sh("nginx -p " .. q(prefix .. "/") .. " -c " .. q(prefix .. "/nginx.conf") .. " -e " .. q(prefix .. "/error.log"))
-    if not out:find("emerg") then
-      local url = "http://127.0.0.1:" .. port
-      for _ = 1, 100 do
-        if sh("curl -q -s --noproxy '*' -o /dev/null -w '%{http_code}' " .. q(url .. "/stats")) == "200" then
-          return { url = url, prefix = prefix }
-        end
-        sh("sleep 0.05")
-      end
-      error("queue_ngx nginx does not answer: " .. (sh("cat " .. q(prefix .. "/error.log"))))
-    elseif not out:find("in use") then
-      error("queue_ngx nginx failed: " .. out)
-    end
-  end
-  error("queue_ngx nginx: no free port")
+  return nginx.start({ name = "cio-qngx", template_text = CONF, files = { ["qapp.lua"] = APP },
+    vars = { UPSTREAM = server.url() }, ready = "/stats" })
 end
 
 local function get(app, path)
@@ -181,18 +142,9 @@ local function get(app, path)
   return core.json_decode(body) or error("bad reply from " .. path .. ": " .. body)
 end
 
+-- QUIT: the worker exits gracefully and runs the queue's final flush. Returns the error log.
 local function stop(app)
-  local pid = sh("cat " .. q(app.prefix .. "/nginx.pid")):match("%d+")
-  if pid then
-    sh("kill -QUIT " .. pid)
-    for _ = 1, 200 do
-      if not io.open("/proc/" .. pid .. "/stat") then break end
-      sh("sleep 0.05")
-    end
-  end
-  local log = sh("cat " .. q(app.prefix .. "/error.log"))
-  sh("rm -rf " .. q(app.prefix))
-  return log
+  return app:stop("QUIT")
 end
 
 local function ids_received()
@@ -214,7 +166,6 @@ describe_ngx("customerio.queue.ngx in nginx", function()
 
   setup(function()
     server.reset()
-    math.randomseed(os.time() + math.floor(os.clock() * 1e6))
     app = start()
   end)
 

@@ -284,25 +284,18 @@ function M.handle()
   return serve()
 end
 
--- Watchdog: when the process that owns this server disappears (killed test run), or, for a
--- server without an owner, after `idle` seconds without any request, shut down and remove the
--- prefix so that no nginx is ever left behind.
+-- Watchdog: a server without an owner shuts down and removes its prefix after `idle` seconds
+-- without any request, so that no nginx is ever left behind (tools/nginx.lua stops a server
+-- whose owner died).
 function M.init_worker(opts)
   if not dict:get("st:gen") then reset() end
   dict:set("st:touched", now())
-  local owner = tonumber(opts and opts.owner) or 0
   local idle = tonumber(opts and opts.idle) or 0
-  if owner <= 1 and idle <= 0 then return end
+  if idle <= 0 then return end
   local function check(premature)
     if premature then return end
-    if owner > 1 then
-      local f = io.open("/proc/" .. owner .. "/stat", "r")
-      if f then f:close(); return end
-      ngx.log(ngx.WARN, "cio test server: owner ", owner, " is gone, shutting down")
-    else
-      if now() - (dict:get("st:touched") or now()) < idle then return end
-      ngx.log(ngx.WARN, "cio test server: idle for ", idle, " s, shutting down")
-    end
+    if now() - (dict:get("st:touched") or now()) < idle then return end
+    ngx.log(ngx.WARN, "cio test server: idle for ", idle, " s, shutting down")
     local pf = io.open(opts.prefix .. "/nginx.pid", "r")
     local master = pf and tonumber(pf:read("*l"))
     if pf then pf:close() end

@@ -61,13 +61,6 @@ local IS_MAIN = type(arg) == "table" and type(arg[0]) == "string"
   and (argv[1] == "start" or argv[1] == "stop")
 
 local REGISTRY_KEY = "lua-customerio.spec.support.server"
-local NGINX = os.getenv("CIO_TEST_NGINX")
-if not NGINX or NGINX == "" then
-  local f = io.open("/usr/sbin/nginx", "r")
-  if f then f:close() end
-  NGINX = f and "/usr/sbin/nginx" or "nginx"
-end
-local MODULES = os.getenv("CIO_TEST_NGINX_MODULES") or "/usr/lib/nginx/modules"
 
 -- Small shell helpers -------------------------------------------------------------------------
 
@@ -121,6 +114,7 @@ local SUPPORT = (function()
 end)()
 
 local json = dofile(SUPPORT .. "/json.lua")
+local nginx = dofile(SUPPORT:gsub("/spec/support$", "") .. "/tools/nginx.lua")
 
 -- JSON null and the array metatable of decoded request bodies: the C core's when it loads, so
 -- that `assert.same({x = customerio.null}, req.json)` works; otherwise stand-ins.
@@ -151,40 +145,7 @@ local function env_url(name)
   return nil
 end
 
--- Starting and stopping -----------------------------------------------------------------------
-
-local function my_pid()
-  -- The shell run by io.popen is our child: its parent is this process.
-  return tonumber(trim(capture("echo $PPID")))
-end
-
-local function listening_ports()
-  local used = {}
-  for _, file in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
-    local f = io.open(file, "r")
-    if f then
-      for line in f:lines() do
-        local port = line:match("^%s*%d+:%s+%x+:(%x+)%s")
-        if port then used[tonumber(port, 16)] = true end
-      end
-      f:close()
-    end
-  end
-  return used
-end
-
-local function pick_ports(n)
-  local used = listening_ports()
-  local ports = {}
-  while #ports < n do
-    local p = math.random(20000, 60000)
-    if not used[p] then
-      used[p] = true
-      ports[#ports + 1] = p
-    end
-  end
-  return ports
-end
+-- Starting and stopping (tools/nginx.lua) --------------------------------------------------------
 
 local function openssl(prefix, args)
   local cmd = "cd " .. q(prefix) .. " && openssl " .. args .. " >>openssl.log 2>&1"
@@ -220,74 +181,18 @@ local function make_certificates(prefix)
   end
 end
 
-local function render(template, vars)
-  return (template:gsub("{{([%w_]+)}}", function(name)
-    local v = vars[name]
-    if v == nil then error("test server: no value for {{" .. name .. "}}", 0) end
-    return tostring(v)
-  end))
-end
-
-local function ping(url)
-  return trim(capture("curl -q -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' " ..
-    q(url .. "/__cio/ping") .. " 2>/dev/null")) == "200"
-end
-
--- A zombie counts as gone (daemonized nginx is reparented to an init that may reap late).
-local function pid_alive(pid)
-  if not pid then return false end
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  if not stat then return false end
-  local st = stat:match("%)%s+(%a)")
-  return st ~= "Z" and st ~= "X"
-end
-
 --- Stops the nginx of `prefix` (default: the one this process started) and removes its prefix.
 function server.stop(prefix)
   local s = state()
   if not prefix then
-    if not s.prefix or not s.owned then return false end
-    prefix = s.prefix
+    if not s.inst then return false end
+    prefix = s.inst.prefix
   end
-  local pid = tonumber(read_file(prefix .. "/nginx.pid") or "")
-  if pid_alive(pid) then
-    run("kill -TERM " .. pid)
-    for _ = 1, 100 do
-      if not pid_alive(pid) then break end
-      sleep(0.05)
-    end
-    if pid_alive(pid) then run("kill -KILL " .. pid .. " 2>/dev/null") end
-  end
-  if prefix:match("^/.+/cio%-nginx%.[%w]+$") then run("rm -rf " .. q(prefix)) end
-  if s.prefix == prefix then
+  nginx.stop(prefix)
+  if s.inst and s.inst.prefix == prefix then
     registry[REGISTRY_KEY] = nil
   end
   return true
-end
-
-local function install_exit_hooks(s)
-  -- __gc on a sentinel runs when the Lua state closes (5.4, LuaJIT, and 5.1's lua.c on normal
-  -- end); os.exit without close (5.1) skips that, so os.exit is wrapped as well.
-  local function stop_on_exit()
-    if registry[REGISTRY_KEY] == s then server.stop() end
-  end
-  local sentinel
-  if newproxy then ---@diagnostic disable-line: undefined-global
-    sentinel = newproxy(true) ---@diagnostic disable-line: undefined-global
-    getmetatable(sentinel).__gc = stop_on_exit
-  else
-    sentinel = setmetatable({}, { __gc = stop_on_exit })
-  end
-  s.sentinel = sentinel
-  if not registry[REGISTRY_KEY .. ".exit"] then
-    local real_exit = os.exit
-    registry[REGISTRY_KEY .. ".exit"] = real_exit
-    os.exit = function(...) -- luacheck: ignore 122
-      local cur = registry[REGISTRY_KEY]
-      if cur and cur.owned then server.stop() end
-      return real_exit(...)
-    end
-  end
 end
 
 --- Starts nginx in a fresh prefix; returns its http url. opts.owner: pid whose death shuts the
@@ -298,79 +203,27 @@ function server.start(opts)
   opts = opts or {}
   local s = state()
   if s.url then return s.url end
-
-  local pid = my_pid()
-  math.randomseed(os.time() + (pid or 0) * 1000 + math.floor(os.clock() * 1e6))
-  local owner = opts.owner or (not opts.detached and pid) or 0
+  local owner = opts.owner
+  if owner == nil and opts.detached then owner = 0 end
   -- A server nobody owns (`server.lua start` without a pid) stops after 30 idle minutes.
   local idle = tonumber(opts.idle_timeout or os.getenv("CIO_TEST_IDLE_TIMEOUT")) or
-    ((tonumber(owner) or 0) <= 1 and 1800 or 0)
-
-  local tmp = os.getenv("TMPDIR")
-  if not tmp or tmp == "" then tmp = "/tmp" end
-  local prefix = trim(capture("mktemp -d " .. q(tmp .. "/cio-nginx.XXXXXXXX")))
-  if prefix == "" or not prefix:match("^/") then error("test server: mktemp -d failed", 0) end
-  if prefix:find('["\\;{}$]') or SUPPORT:find('["\\;{}$?]') then
-    error("test server: unsupported characters in " .. prefix .. " or " .. SUPPORT, 0)
-  end
-  run("mkdir -p " .. q(prefix .. "/tmp") .. " " .. q(prefix .. "/logs"))
-
-  local ok, err = pcall(make_certificates, prefix)
-  if not ok then
-    run("rm -rf " .. q(prefix))
-    error(err, 0)
-  end
-
-  local template = assert(read_file(SUPPORT .. "/nginx.conf"), "test server: no nginx.conf template")
-  local is_root = trim(capture("id -u")) == "0"
-  local last_log = ""
-  for _ = 1, 20 do
-    local ports = pick_ports(3)
-    local rendered, conf = pcall(render, template, {
-      USER = is_root and "user root;" or "",
-      PREFIX = prefix,
-      PREFIX_LUA = string.format("%q", prefix),
-      SUPPORT = SUPPORT,
-      MODULES = MODULES,
-      OWNER = tostring(owner),
-      IDLE = tostring(idle),
-      PORT = ports[1], TLS_PORT = ports[2], TLS_WRONG_PORT = ports[3],
-    })
-    if not rendered then
-      server.stop(prefix)
-      error(conf, 0)
-    end
-    write_file(prefix .. "/nginx.conf", conf)
-    for _, log in ipairs({ "start.log", "early.log", "error.log" }) do os.remove(prefix .. "/" .. log) end
-    local started = run(NGINX .. " -p " .. q(prefix .. "/") .. " -c " .. q(prefix .. "/nginx.conf") ..
-      " -e " .. q(prefix .. "/early.log") .. " >" .. q(prefix .. "/start.log") .. " 2>&1")
-    last_log = (read_file(prefix .. "/start.log") or "") .. (read_file(prefix .. "/early.log") or "") ..
-      (read_file(prefix .. "/error.log") or "")
-    if started then
-      local url = "http://127.0.0.1:" .. ports[1]
-      for _ = 1, 200 do
-        if ping(url) then
-          s.url = url
-          s.tls_url = "https://127.0.0.1:" .. ports[2]
-          s.tls_wrong_url = "https://127.0.0.1:" .. ports[3]
-          s.ca_file = prefix .. "/ca.pem"
-          s.prefix = prefix
-          s.owned = true
-          if not opts.detached then install_exit_hooks(s) end
-          return url
-        end
-        sleep(0.05)
-      end
-      s.prefix, s.owned = prefix, true
-      local log = read_file(prefix .. "/error.log") or ""
-      server.stop(prefix)
-      error("test server: nginx started but does not answer on " .. url .. "\n" .. log, 0)
-    elseif not last_log:find("in use", 1, true) then
-      break
-    end
-  end
-  server.stop(prefix)
-  error("test server: nginx failed to start:\n" .. last_log, 0)
+    ((owner ~= nil and (tonumber(owner) or 0) <= 1) and 1800 or 0)
+  if SUPPORT:find('["\\;{}$?]') then error("test server: unsupported characters in " .. SUPPORT, 0) end
+  local ok, inst = pcall(nginx.start, {
+    name = "cio-nginx", template = SUPPORT .. "/nginx.conf", ports = 3, prepare = make_certificates,
+    ready = "/__cio/ping", owner = owner, detached = opts.detached,
+    vars = function(ctx)
+      return { SUPPORT = SUPPORT, IDLE = idle, TLS_PORT = ctx.ports[2], TLS_WRONG_PORT = ctx.ports[3] }
+    end,
+  })
+  if not ok then error("test server: " .. tostring(inst), 0) end
+  s.inst = inst
+  s.url = inst.url
+  s.tls_url = "https://127.0.0.1:" .. inst.ports[2]
+  s.tls_wrong_url = "https://127.0.0.1:" .. inst.ports[3]
+  s.ca_file = inst.prefix .. "/ca.pem"
+  s.prefix = inst.prefix
+  return s.url
 end
 
 --- Base url of the plain-http server ("http://127.0.0.1:PORT"), starting it if needed.

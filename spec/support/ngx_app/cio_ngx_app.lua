@@ -302,28 +302,8 @@ end
 
 -- Worker setup ------------------------------------------------------------------------------------
 
--- Stop this nginx (and remove its prefix) once the process that started it is gone.
-function M.watch_owner(owner, prefix, pid_file)
-  owner = tonumber(owner)
-  if not owner or owner <= 1 then return end
-  ngx.timer.every(1, function(premature)
-    if premature then return end
-    local f = io.open("/proc/" .. owner .. "/stat", "r")
-    if f then
-      f:close()
-      return
-    end
-    ngx.log(ngx.WARN, "cio ngx app: owner ", owner, " is gone, shutting down")
-    local pf = io.open(prefix .. (pid_file or "/nginx.pid"), "r")
-    local master = pf and tonumber(pf:read("*l"))
-    if pf then pf:close() end
-    if master then os.execute("rm -rf '" .. prefix .. "' ; kill -TERM " .. master) end
-  end)
-end
-
-function M.init_worker(opts)
+function M.init_worker()
   M.phase_probe("init_worker")
-  M.watch_owner(opts and opts.owner, opts and opts.prefix)
 end
 
 return M

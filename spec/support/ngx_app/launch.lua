@@ -15,7 +15,7 @@ local core = require("customerio.core")
 
 local launch = {}
 
-local NGINX = os.getenv("CIO_TEST_NGINX") or "nginx"
+local nginx = require("tools.nginx")
 
 local function q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -78,37 +78,6 @@ local function literal(v)
   return "{ " .. table.concat(out, ", ") .. " }"
 end
 
-local function render(template, vars)
-  return (template:gsub("{{([%w_]+)}}", function(name)
-    local v = vars[name]
-    if v == nil then error("ngx app: no value for {{" .. name .. "}}", 0) end
-    return tostring(v)
-  end))
-end
-
-local function used_ports()
-  local used = {}
-  for _, file in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
-    local f = io.open(file, "r")
-    if f then
-      for line in f:lines() do
-        local port = line:match("^%s*%d+:%s+%x+:(%x+)%s")
-        if port then used[tonumber(port, 16)] = true end
-      end
-      f:close()
-    end
-  end
-  return used
-end
-
-local function pid_alive(pid)
-  if not pid then return false end
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  if not stat then return false end
-  local st = stat:match("%)%s+(%a)")
-  return st ~= "Z" and st ~= "X"
-end
-
 local App = {}
 App.__index = App
 
@@ -117,123 +86,64 @@ function launch.core_so()
   return REPO .. "/build/luajit/customerio/core.so"
 end
 
--- Renders a config with make_conf(port, prefix) and starts nginx on a free port; returns the
--- app. ready_path is fetched until it answers 200.
-local function boot(make_conf, ready_path)
-  local tmp = os.getenv("TMPDIR")
-  if not tmp or tmp == "" then tmp = "/tmp" end
-  local prefix = trim(capture("mktemp -d " .. q(tmp .. "/cio-ngxapp.XXXXXXXX")))
-  if not prefix:match("^/") then error("ngx app: mktemp -d failed", 0) end
-  run("mkdir -p " .. q(prefix .. "/tmp") .. " " .. q(prefix .. "/logs"))
-  local used = used_ports()
-  math.randomseed(os.time() + math.floor(os.clock() * 1e6))
-  local log = ""
-  for _ = 1, 20 do
-    local port
-    repeat port = math.random(20000, 60000) until not used[port]
-    used[port] = true
-    write_file(prefix .. "/nginx.conf", make_conf(port, prefix))
-    local started = run(NGINX .. " -p " .. q(prefix .. "/") .. " -c " .. q(prefix .. "/nginx.conf") ..
-      " -e " .. q(prefix .. "/early.log") .. " >" .. q(prefix .. "/start.log") .. " 2>&1")
-    log = (read_file(prefix .. "/start.log") or "") .. (read_file(prefix .. "/early.log") or "") ..
-      (read_file(prefix .. "/error.log") or "") .. (read_file(prefix .. "/logs/error.log") or "")
-    if started then
-      local app = setmetatable({ prefix = prefix, port = port, url = "http://127.0.0.1:" .. port }, App)
-      for _ = 1, 200 do
-        local status = app:get(ready_path)
-        if status and status ~= 0 then return app end
-        run("sleep 0.05")
-      end
-      app:stop()
-      error("ngx app: nginx started but does not answer:\n" .. app:error_log(), 0)
-    elseif not log:find("in use", 1, true) then
-      break
-    end
-  end
-  run("rm -rf " .. q(prefix))
-  error("ngx app: nginx failed to start:\n" .. log, 0)
-end
-
 local function check_core()
   if not read_file(launch.core_so()) then
     error("ngx app: " .. launch.core_so() .. " is missing; run `make LUA=luajit` first", 0)
   end
 end
 
-local function is_root()
-  return trim(capture("id -u")) == "0"
+-- Starts nginx through tools/nginx.lua; the app is ready once ready_path answers.
+local function boot(opts, nginx_opts)
+  check_core()
+  nginx_opts.name, nginx_opts.owner = "cio-ngxapp", opts.owner
+  local ok, inst = pcall(nginx.start, nginx_opts)
+  if not ok then error("ngx app: " .. tostring(inst), 0) end
+  return setmetatable({ inst = inst, prefix = inst.prefix, port = inst.port, url = inst.url }, App)
 end
 
 --- Start nginx. opts: `config` (table handed to the handlers), `ca_file` (for
 -- lua_ssl_trusted_certificate in /run_trusted), `owner` (pid whose death stops nginx).
 function launch.start(opts)
   opts = opts or {}
-  check_core()
-  local template = assert(read_file(APP .. "/nginx.conf"), "ngx app: no nginx.conf template")
   local extra = os.getenv("CIO_RESTY_HTTP_PATH")
   extra = (extra and extra ~= "") and (extra .. "/?.lua;") or ""
-  return boot(function(port, prefix)
+  return boot(opts, { template = APP .. "/nginx.conf", ready = "/phase/init", vars = function(ctx)
     local config = {}
     for k, v in pairs(opts.config or {}) do config[k] = v end
-    config.self = "http://127.0.0.1:" .. port
-    return render(template, {
-      USER = is_root() and "user root;" or "",
-      PREFIX = prefix,
-      PREFIX_LUA = string.format("%q", prefix),
-      REPO = REPO,
-      APP = APP,
-      EXTRA_PATH = extra,
-      PORT = port,
-      OWNER = tostring(opts.owner or 0),
+    config.self = "http://127.0.0.1:" .. ctx.port
+    return {
+      REPO = REPO, APP = APP, EXTRA_PATH = extra,
       CA_FILE = opts.ca_file or "/etc/ssl/certs/ca-certificates.crt",
       CONFIG = literal(config),
-    })
-  end, "/phase/init")
+    }
+  end })
 end
 
 --- Start examples/openresty/nginx.conf as a user would, with the checkout's paths, a
 -- 127.0.0.1 port and `env NAME=value;` for each entry of opts.env.
 function launch.start_example(opts)
   opts = opts or {}
-  check_core()
   local text = assert(read_file(REPO .. "/examples/openresty/nginx.conf"), "no examples/openresty/nginx.conf")
-  return boot(function(port, prefix)
+  return boot(opts, { ready = "/signup", conf = function(ctx)
     local conf = text:gsub("/opt/lua%-customerio", (REPO:gsub("%%", "%%%%")))
-    if opts.owner then
-      -- the test's own addition: stop when the process that started it is gone
-      local watchdog = "init_worker_by_lua_block { require(\"cio_ngx_app\").watch_owner(" .. tonumber(opts.owner) ..
-        ", " .. string.format("%q", prefix) .. ", \"/logs/nginx.pid\") }\n    "
-      conf = conf:gsub("init_by_lua_block {", function() return watchdog .. "init_by_lua_block {" end, 1)
-      conf = conf:gsub('lua_package_path "', function() return 'lua_package_path "' .. APP .. '/?.lua;' end, 1)
-    end
-    conf = conf:gsub("listen 8080;", "listen 127.0.0.1:" .. port .. ";")
+    conf = conf:gsub("listen 8080;", "listen 127.0.0.1:" .. ctx.port .. ";")
     conf = conf:gsub("worker_processes auto;", "worker_processes 1;")
     conf = conf:gsub("\nenv ([%w_]+);", function(name)
       local v = opts.env and opts.env[name]
       if v == nil then return nil end
       return "\nenv " .. name .. "=" .. v .. ";"
     end)
-    if is_root() then conf = "user root;\n" .. conf end
-    return conf
-  end, "/signup")
+    return ctx.user .. "\n" .. conf
+  end })
 end
 
 function App:stop()
-  local pid = tonumber(read_file(self.prefix .. "/nginx.pid") or read_file(self.prefix .. "/logs/nginx.pid") or "")
-  if pid_alive(pid) then
-    run("kill -TERM " .. pid)
-    for _ = 1, 100 do
-      if not pid_alive(pid) then break end
-      run("sleep 0.05")
-    end
-    if pid_alive(pid) then run("kill -KILL " .. pid .. " 2>/dev/null") end
-  end
-  if self.prefix:match("^/.+/cio%-ngxapp%.[%w]+$") then run("rm -rf " .. q(self.prefix)) end
+  return self.inst:stop()
 end
 
 --- The nginx error log (for failure messages).
 function App:error_log()
-  return (read_file(self.prefix .. "/error.log") or "") .. (read_file(self.prefix .. "/logs/error.log") or "")
+  return self.inst:error_log()
 end
 
 local function curl(args)
