@@ -1,5 +1,5 @@
 --- The one nginx launcher of the repository: the test server (spec/support/server.lua), the
--- nginx specs (spec/support/ngx_app, spec/queue_ngx_spec.lua, spec/sandbox_spec.lua), the
+-- nginx specs (spec/support/ngx_app, spec/queue/ngx_spec.lua, spec/sandbox_spec.lua), the
 -- benchmarks' responder (bench/) and `make sandbox` (tools/sandbox) all start nginx here.
 -- Plain Lua (5.1, 5.4, LuaJIT); uses the nginx, curl, mktemp and sh commands.
 --
