@@ -35,6 +35,8 @@ build = {
         "src/crypto.c",
         "src/http.c",
         "src/json.c",
+        "src/json_decode.c",
+        "src/json_encode.c",
         "src/queue.c",
         "src/util.c",
       },
