@@ -1,508 +1,589 @@
 /*
- * json_decode.c - core.json_decode (cJSON based; being replaced by a one-pass reader).
+ * json_decode.c - core.json_decode: a strict RFC 8259 reader that builds the Lua value in the
+ * same single pass over the text in which it validates it.
+ *
+ *   json_decode(text [, opts]) -> value | nil, message, reason
+ *       opts.ordered      record each object's key order in its metatable
+ *       opts.max_depth    nesting limit (1000; 1 to 10000)
+ *       opts.max_values   limit on the number of values: scalars, arrays and objects, the
+ *                         document included (1000000; 1 to 2^31 - 1)
+ *       opts.deadline_ms  a core.monotonic_ms() instant after which decoding stops
+ *
+ * A failure gives nil, a message naming the byte (counted from 1, like string.sub) and what
+ * is wrong there, and a reason: "invalid" (the text is not JSON, or nests deeper than
+ * max_depth), "too_large" (more than max_values values) or "timeout" (deadline_ms passed).
+ * Refused, with the offset: leading zeros, "1." and "-.5", bad or truncated escapes, lone
+ * surrogates, control characters (raw tab/CR/LF included) in strings, invalid UTF-8,
+ * anything after the value.
+ *
+ * Numbers: on Lua 5.3+ a literal without fraction or exponent that fits in int64 becomes an
+ * exact integer; everything else is the correctly rounded double (exact fast paths for up to
+ * 19 digits and powers of ten up to 22, strtod otherwise). LuaJIT and 5.1 have doubles only.
+ *
+ * No recursion: open arrays and objects are a stack of levels (C stack for the first
+ * JSON_D_INLINE_LEVELS, then a userdata), the tables themselves sit on the Lua stack. Only
+ * Lua-managed memory is used (the scratch buffer for escaped strings is a userdata too), so a
+ * memory error raised by Lua mid-way leaks nothing and no lua_pcall is needed.
  */
-#include <float.h>
-#include <math.h>
+
+/***
+ * JSON decode.
+ * @module customerio.core
+ */
+#include <locale.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cJSON.h>
+#include <time.h>
 
 #include "json.h"
-/* ---------------------------------------------------------------------------------------- */
-/* Decoder                                                                                   */
-/* ---------------------------------------------------------------------------------------- */
 
-#define JSON_D_CTX 1
-#define JSON_D_ARRAY_MT 2
+#define JSON_D_DEPTH_LIMIT 10000
+#define JSON_D_DEFAULT_VALUES 1000000
+#define JSON_D_VALUES_LIMIT 2147483647
+#define JSON_D_INLINE_LEVELS 32
+#define JSON_D_INLINE_SCRATCH 256
+#define JSON_D_CLOCK_EVERY 4095 /* the deadline is checked every 4096 values */
+
+/* Stack slots: the argument, the options, the levels and scratch userdata (or nil); the
+ * tables being built come after. */
+#define JSON_D_LEVELS 3
+#define JSON_D_SCRATCH 4
+#define JSON_D_TOP 4
+
+enum { JSON_D_INVALID, JSON_D_UTF8, JSON_D_DEPTH, JSON_D_VALUES, JSON_D_DEADLINE, JSON_D_LUA_STACK };
+
+typedef struct {
+  int t;   /* stack index of the table */
+  int n;   /* elements of an array, or keys in the order list of an ordered object */
+  int obj; /* an object */
+} json_level;
 
 typedef struct {
   lua_State *L;
-  const cJSON *tree;
-  const char *text;
-  size_t len;
-  const char *scan; /* scanner position: literals are re-read from the text in document order */
+  const char *text, *end;
+  json_level *levels;
+  int nlevels;
+  char *scratch;
+  size_t cap;
   int max_depth;
   int ordered;
-  int from_text; /* strings are decoded from the text (it contains \u0000) */
-  int too_deep;
+  lua_Integer max_values;
+  double deadline; /* < 0: none */
+  /* the failure */
+  int err;
+  const char *err_at;
+  const char *hint;
+  char hint_buf[32];
+  json_level inline_levels[JSON_D_INLINE_LEVELS];
+  char inline_scratch[JSON_D_INLINE_SCRATCH];
 } json_dec;
 
-/* Next scalar token (string, number, literal) at or after d->scan; NULL at the end. */
-static const char *json_scan_next(json_dec *d, const char **tokend) {
-  const char *p = d->scan, *end = d->text + d->len;
-  while (p < end) {
-    char c = *p;
-    if (c == '"') {
-      const char *q = p + 1;
-      for (;;) {
-        const char *r;
-        q = (const char *)memchr(q, '"', (size_t)(end - q));
-        if (q == NULL) {
-          q = end - 1;
-          break;
-        }
-        for (r = q - 1; r > p && *r == '\\'; r--) {}
-        if (((q - 1) - r) % 2 == 0) break; /* an even run of backslashes: the quote ends it */
-        q++;
-      }
-      *tokend = q + 1;
-      d->scan = q + 1;
-      return p;
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-      const char *q = p + 1;
-      while (q < end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' || *q == '+' || *q == '-'))
-        q++;
-      *tokend = q;
-      d->scan = q;
-      return p;
-    }
-    if (c == 't' || c == 'n' || c == 'f') {
-      const char *q = p + (c == 'f' ? 5 : 4);
-      if (q > end) q = end;
-      *tokend = q;
-      d->scan = q;
-      return p;
-    }
-    p++;
-  }
-  d->scan = end;
+static const double json_d_pow10[] = {
+  1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+#define JSON_D_SPACE(c) ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
+#define JSON_D_DIGIT(c) ((unsigned)((unsigned char)(c) - '0') < 10u)
+
+static const char *json_d_fail(json_dec *d, int err, const char *at, const char *hint) {
+  d->err = err;
+  d->err_at = at;
+  d->hint = hint;
   return NULL;
 }
 
-#if CIO_HAS_INTEGERS
-/* The integer a literal like -123 denotes, if it has no fraction/exponent and fits. */
-static int json_literal_integer(const char *p, const char *end, lua_Integer *out) {
-  int neg = (p < end && *p == '-');
-  uint64_t v = 0;
-  if (neg) p++;
-  if (p >= end) return 0;
-  for (; p < end; p++) {
-    unsigned c = (unsigned)(unsigned char)*p - '0';
-    if (c > 9) return 0;
-    if (v > (UINT64_MAX - c) / 10) return 0;
-    v = v * 10 + c;
-  }
-  if (neg) {
-    if (v > (uint64_t)LUA_MAXINTEGER + 1) return 0;
-    *out = (v == (uint64_t)LUA_MAXINTEGER + 1) ? LUA_MININTEGER : -(lua_Integer)v;
-  } else {
-    if (v > (uint64_t)LUA_MAXINTEGER) return 0;
-    *out = (lua_Integer)v;
-  }
-  return 1;
+/* What is at p when something else was expected there. */
+static const char *json_d_unexpected(json_dec *d, const char *p) {
+  unsigned c;
+  if (p >= d->end) return json_d_fail(d, JSON_D_INVALID, p, "unexpected end of input");
+  c = (unsigned char)*p;
+  if (c < 0x20) return json_d_fail(d, JSON_D_INVALID, p, "control character");
+  if (c >= 0x80 && json_utf8_len((const unsigned char *)p, (const unsigned char *)d->end) == 0)
+    return json_d_fail(d, JSON_D_UTF8, p, NULL);
+  if (c < 0x7f) snprintf(d->hint_buf, sizeof(d->hint_buf), "unexpected '%c'", (char)c);
+  else snprintf(d->hint_buf, sizeof(d->hint_buf), "unexpected byte 0x%02x", c);
+  return json_d_fail(d, JSON_D_INVALID, p, d->hint_buf);
 }
-#endif
 
-static unsigned json_hex4(const char *p) {
+/* Room for n bytes in the scratch buffer (a userdata in slot JSON_D_SCRATCH once it outgrows
+ * the inline one); keeps the first `keep` bytes. */
+static void json_d_reserve(json_dec *d, size_t keep, size_t n) {
+  size_t cap;
+  char *p;
+  if (n <= d->cap) return;
+  cap = d->cap * 2;
+  if (cap < n) cap = n;
+  p = (char *)lua_newuserdata(d->L, cap);
+  memcpy(p, d->scratch, keep);
+  lua_replace(d->L, JSON_D_SCRATCH);
+  d->scratch = p;
+  d->cap = cap;
+}
+
+static int json_d_hex4(const char *p, unsigned *out) {
   unsigned v = 0;
   int i;
   for (i = 0; i < 4; i++) {
-    char c = p[i];
+    unsigned c = (unsigned char)p[i];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+    if (c >= '0' && c <= '9') v |= c - '0';
+    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+    else return 0;
   }
-  return v;
-}
-
-/* Pushes the string literal [p, end) (quotes included) decoded; cJSON has validated it. */
-static void json_push_literal_string(lua_State *L, const char *p, const char *end) {
-  luaL_Buffer B;
-  p++;
-  if (end > p && end[-1] == '"') end--;
-  luaL_buffinit(L, &B);
-  while (p < end) {
-    const char *q = p;
-    while (q < end && *q != '\\') q++;
-    luaL_addlstring(&B, p, (size_t)(q - p));
-    if (q + 1 >= end) break;
-    q++;
-    switch (*q) {
-      case 'b': luaL_addchar(&B, '\b'); break;
-      case 'f': luaL_addchar(&B, '\f'); break;
-      case 'n': luaL_addchar(&B, '\n'); break;
-      case 'r': luaL_addchar(&B, '\r'); break;
-      case 't': luaL_addchar(&B, '\t'); break;
-      case 'u': {
-        unsigned cp;
-        char u[4];
-        size_t n;
-        if (end - q < 5) {
-          q = end - 1;
-          break;
-        }
-        cp = json_hex4(q + 1);
-        q += 4;
-        if (cp >= 0xD800 && cp <= 0xDBFF && end - q >= 7 && q[1] == '\\' && q[2] == 'u') {
-          cp = 0x10000 + ((cp & 0x3FF) << 10) + (json_hex4(q + 3) & 0x3FF);
-          q += 6;
-        }
-        if (cp < 0x80) {
-          u[0] = (char)cp;
-          n = 1;
-        } else if (cp < 0x800) {
-          u[0] = (char)(0xC0 | (cp >> 6));
-          u[1] = (char)(0x80 | (cp & 0x3F));
-          n = 2;
-        } else if (cp < 0x10000) {
-          u[0] = (char)(0xE0 | (cp >> 12));
-          u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-          u[2] = (char)(0x80 | (cp & 0x3F));
-          n = 3;
-        } else {
-          u[0] = (char)(0xF0 | (cp >> 18));
-          u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-          u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-          u[3] = (char)(0x80 | (cp & 0x3F));
-          n = 4;
-        }
-        luaL_addlstring(&B, u, n);
-        break;
-      }
-      default: luaL_addchar(&B, *q); break; /* " \ / */
-    }
-    p = q + 1;
-  }
-  luaL_pushresult(&B);
-}
-
-static void json_push_string(json_dec *d, const char *s) {
-  if (d->from_text) {
-    const char *end, *t = json_scan_next(d, &end);
-    if (t != NULL && *t == '"') {
-      json_push_literal_string(d->L, t, end);
-      return;
-    }
-  }
-  lua_pushstring(d->L, s);
-}
-
-static void json_push_number(json_dec *d, const cJSON *item) {
-  const char *t = NULL, *end = NULL;
-  if (d->from_text) {
-    t = json_scan_next(d, &end);
-  }
-#if CIO_HAS_INTEGERS
-  else {
-    do t = json_scan_next(d, &end);
-    while (t != NULL && *t != '-' && !(*t >= '0' && *t <= '9'));
-  }
-  if (t != NULL) {
-    lua_Integer i;
-    if (json_literal_integer(t, end, &i)) {
-      lua_pushinteger(d->L, i);
-      return;
-    }
-  }
-#endif
-  (void)t;
-  lua_pushnumber(d->L, (lua_Number)item->valuedouble);
-}
-
-static int json_push_item(json_dec *d, const cJSON *item, int depth) {
-  lua_State *L = d->L;
-  const cJSON *c;
-  int n = 0;
-  switch (item->type & 0xFF) {
-    case cJSON_NULL:
-    case cJSON_False:
-    case cJSON_True:
-      if (d->from_text) {
-        const char *end;
-        json_scan_next(d, &end);
-      }
-      if ((item->type & 0xFF) == cJSON_NULL) lua_pushlightuserdata(L, NULL);
-      else lua_pushboolean(L, (item->type & 0xFF) == cJSON_True);
-      return 0;
-    case cJSON_Number:
-      json_push_number(d, item);
-      return 0;
-    case cJSON_String:
-      json_push_string(d, item->valuestring);
-      return 0;
-    case cJSON_Array:
-    case cJSON_Object:
-      break;
-    default:
-      lua_pushnil(L);
-      return 0;
-  }
-  if (depth >= d->max_depth || !lua_checkstack(L, 10)) {
-    d->too_deep = 1;
-    return -1;
-  }
-  for (c = item->child; c != NULL; c = c->next) n++;
-  if ((item->type & 0xFF) == cJSON_Array) {
-    int i = 0;
-    lua_createtable(L, n, 0);
-    for (c = item->child; c != NULL; c = c->next) {
-      if (json_push_item(d, c, depth + 1)) return -1;
-      lua_rawseti(L, -2, ++i);
-    }
-    lua_pushvalue(L, JSON_D_ARRAY_MT);
-    lua_setmetatable(L, -2);
-  } else {
-    int t, order = 0, m = 0;
-    lua_createtable(L, 0, n);
-    t = lua_gettop(L);
-    if (d->ordered) {
-      lua_createtable(L, n, 0);
-      order = t + 1;
-    }
-    for (c = item->child; c != NULL; c = c->next) {
-      json_push_string(d, c->string);
-      if (order) {
-        lua_pushvalue(L, -1);
-        lua_rawget(L, t);
-        if (lua_isnil(L, -1)) { /* a repeated key keeps its first place */
-          lua_pushvalue(L, -2);
-          lua_rawseti(L, order, ++m);
-        }
-        lua_pop(L, 1);
-      }
-      if (json_push_item(d, c, depth + 1)) return -1;
-      lua_rawset(L, t); /* a repeated key: the last value wins */
-    }
-    if (order) {
-      lua_createtable(L, 0, 2);
-      lua_pushliteral(L, "object");
-      lua_setfield(L, -2, "__jsontype");
-      lua_pushvalue(L, order);
-      lua_setfield(L, -2, "__jsonorder");
-      lua_setmetatable(L, t);
-      lua_pop(L, 1);
-    }
-  }
-  return 0;
-}
-
-static int json_decode_run(lua_State *L) {
-  json_dec *d = (json_dec *)lua_touserdata(L, JSON_D_CTX);
-  d->L = L;
-  if (json_push_item(d, d->tree, 0)) return 0;
+  *out = v;
   return 1;
 }
 
-/* Offset of the first byte that cJSON should not see (invalid UTF-8, or a control character
- * other than tab/CR/LF); len when there is none. *utf8 tells which. */
-static size_t json_check_text(const char *text, size_t len, int *utf8) {
-  const unsigned char *s = (const unsigned char *)text, *end = s + len, *p = s;
-  while (p < end) {
+/* The rest of a string from the backslash at q (s: its first byte, open: its quote), decoded
+ * into the scratch buffer. */
+static const char *json_d_escaped(json_dec *d, const char *open, const char *s, const char *q) {
+  const unsigned char *end = (const unsigned char *)d->end, *u = (const unsigned char *)q;
+  size_t len = (size_t)(q - s);
+  json_d_reserve(d, 0, len + 16);
+  memcpy(d->scratch, s, len);
+  for (;;) {
+    const unsigned char *run;
     unsigned c;
-    if (end - p >= 8) {
-      uint64_t x;
-      memcpy(&x, p, 8);
-      if ((((x - JSON_ONES * 0x20) & ~x) | x) & JSON_HIGHS) {
-        /* something below 0x20 or above 0x7f: look at each byte */
-      } else {
-        p += 8;
-        continue;
+    /* at a backslash */
+    if (end - u < 2) return json_d_fail(d, JSON_D_INVALID, open, "unterminated string");
+    json_d_reserve(d, len, len + 4);
+    switch (u[1]) {
+      case '"': d->scratch[len++] = '"'; break;
+      case '\\': d->scratch[len++] = '\\'; break;
+      case '/': d->scratch[len++] = '/'; break;
+      case 'b': d->scratch[len++] = '\b'; break;
+      case 'f': d->scratch[len++] = '\f'; break;
+      case 'n': d->scratch[len++] = '\n'; break;
+      case 'r': d->scratch[len++] = '\r'; break;
+      case 't': d->scratch[len++] = '\t'; break;
+      case 'u': {
+        unsigned cp, lo;
+        char *o;
+        if (end - u < 6) return json_d_fail(d, JSON_D_INVALID, open, "unterminated string");
+        if (!json_d_hex4((const char *)u + 2, &cp)) return json_d_fail(d, JSON_D_INVALID, (const char *)u, "invalid \\u escape in string");
+        if (cp >= 0xDC00 && cp <= 0xDFFF) return json_d_fail(d, JSON_D_INVALID, (const char *)u, "lone surrogate in string");
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          if (end - u < 12 || u[6] != '\\' || u[7] != 'u' || !json_d_hex4((const char *)u + 8, &lo) || lo < 0xDC00 ||
+              lo > 0xDFFF)
+            return json_d_fail(d, JSON_D_INVALID, (const char *)u, "lone surrogate in string");
+          cp = 0x10000 + ((cp & 0x3FF) << 10) + (lo & 0x3FF);
+          u += 6;
+        }
+        o = d->scratch + len;
+        if (cp < 0x80) {
+          o[0] = (char)cp;
+          len += 1;
+        } else if (cp < 0x800) {
+          o[0] = (char)(0xC0 | (cp >> 6));
+          o[1] = (char)(0x80 | (cp & 0x3F));
+          len += 2;
+        } else if (cp < 0x10000) {
+          o[0] = (char)(0xE0 | (cp >> 12));
+          o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+          o[2] = (char)(0x80 | (cp & 0x3F));
+          len += 3;
+        } else {
+          o[0] = (char)(0xF0 | (cp >> 18));
+          o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+          o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+          o[3] = (char)(0x80 | (cp & 0x3F));
+          len += 4;
+        }
+        u += 4;
+        break;
+      }
+      default: return json_d_fail(d, JSON_D_INVALID, (const char *)u, "invalid escape in string");
+    }
+    u += 2;
+    /* the plain run up to the next escape or the closing quote */
+    run = u;
+    for (;;) {
+      while (end - u >= 8) {
+        uint64_t x;
+        memcpy(&x, u, 8);
+        if (json_word_special(x)) break;
+        u += 8;
+      }
+      while (u < end && json_class[*u] == 0) u++;
+      if (u >= end) return json_d_fail(d, JSON_D_INVALID, open, "unterminated string");
+      c = *u;
+      if (c < 0x80) break;
+      {
+        size_t n = json_utf8_len(u, end);
+        if (n == 0) return json_d_fail(d, JSON_D_UTF8, (const char *)u, NULL);
+        u += n;
       }
     }
-    c = *p;
-    if (c >= 0x80) {
-      size_t n = json_utf8_len(p, end);
-      if (n == 0) {
-        *utf8 = 1;
-        return (size_t)(p - s);
+    if (c < 0x20) return json_d_fail(d, JSON_D_INVALID, (const char *)u, "control character");
+    json_d_reserve(d, len, len + (size_t)(u - run));
+    memcpy(d->scratch + len, run, (size_t)(u - run));
+    len += (size_t)(u - run);
+    if (c == '"') {
+      lua_pushlstring(d->L, d->scratch, len);
+      return (const char *)u + 1;
+    }
+  }
+}
+
+/* Pushes the string whose opening quote is at p; returns the byte after its closing quote. */
+static const char *json_d_string(json_dec *d, const char *p) {
+  const unsigned char *end = (const unsigned char *)d->end, *s = (const unsigned char *)p + 1, *u = s;
+  unsigned c;
+  for (;;) {
+    while (end - u >= 8) {
+      uint64_t x;
+      memcpy(&x, u, 8);
+      if (json_word_special(x)) break;
+      u += 8;
+    }
+    while (u < end && json_class[*u] == 0) u++;
+    if (u >= end) return json_d_fail(d, JSON_D_INVALID, p, "unterminated string");
+    c = *u;
+    if (c == '"') {
+      lua_pushlstring(d->L, (const char *)s, (size_t)(u - s));
+      return (const char *)u + 1;
+    }
+    if (c == '\\') return json_d_escaped(d, p, (const char *)s, (const char *)u);
+    if (c < 0x20) return json_d_fail(d, JSON_D_INVALID, (const char *)u, "control character");
+    {
+      size_t n = json_utf8_len(u, end);
+      if (n == 0) return json_d_fail(d, JSON_D_UTF8, (const char *)u, NULL);
+      u += n;
+    }
+  }
+}
+
+/* strtod of the literal [s, s + n), whatever the locale's decimal point. */
+static double json_d_strtod(json_dec *d, const char *s, size_t n) {
+  const char *point = localeconv()->decimal_point;
+  char *buf;
+  json_d_reserve(d, 0, n + 8);
+  buf = d->scratch;
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  if (point != NULL && point[0] != '.' && point[0] != '\0' && point[1] == '\0') {
+    char *dot = (char *)memchr(buf, '.', n);
+    if (dot != NULL) *dot = point[0];
+  }
+  return strtod(buf, NULL);
+}
+
+/* Pushes the number that starts at p (a '-' or a digit). */
+static const char *json_d_number(json_dec *d, const char *p) {
+  const char *start = p, *end = d->end;
+  uint64_t m = 0;
+  int digits = 0, exp10 = 0, inexact = 0, is_float = 0, neg = 0;
+  if (*p == '-') {
+    neg = 1;
+    p++;
+    if (p >= end || !JSON_D_DIGIT(*p)) return json_d_unexpected(d, p);
+  }
+  if (*p == '0') {
+    p++;
+    if (p < end && JSON_D_DIGIT(*p)) return json_d_fail(d, JSON_D_INVALID, p - 1, "leading zero in number");
+  } else {
+    while (p < end && JSON_D_DIGIT(*p)) {
+      if (digits < 19) {
+        m = m * 10 + (uint64_t)(*p - '0');
+        digits++;
+      } else {
+        exp10++;
+        inexact |= (*p != '0');
       }
-      p += n;
-    } else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
-      *utf8 = 0;
-      return (size_t)(p - s);
-    } else {
       p++;
     }
   }
-  return len;
-}
-
-/* Walks the text up to `upto`: whether that position is inside a string (and where that
- * string starts), whether the innermost open bracket there is '{', and the offset of the first
- * bracket that opens nesting level limit + 1 ((size_t)-1 if none). */
-typedef struct {
-  size_t str_start;
-  int in_str;
-  int in_object;
-} json_where;
-
-#define JSON_WALK_LEVELS (CJSON_NESTING_LIMIT + 8)
-
-static size_t json_walk(const char *text, size_t upto, int limit, json_where *w) {
-  unsigned char objects[JSON_WALK_LEVELS / 8 + 1]; /* a bit per level: '{' (1) or '[' (0) */
-  size_t i, deep = (size_t)-1;
-  int depth = 0;
-  memset(objects, 0, sizeof(objects));
-  w->str_start = 0;
-  w->in_str = 0;
-  w->in_object = 0;
-  for (i = 0; i < upto; i++) {
-    char c = text[i];
-    if (w->in_str) {
-      if (c == '\\') i++;
-      else if (c == '"') w->in_str = 0;
-    } else if (c == '"') {
-      w->in_str = 1;
-      w->str_start = i;
-    } else if (c == '[' || c == '{') {
-      if (depth < JSON_WALK_LEVELS) {
-        if (c == '{') objects[depth / 8] |= (unsigned char)(1u << (depth % 8));
-        else objects[depth / 8] &= (unsigned char)~(1u << (depth % 8));
+  if (p < end && *p == '.') {
+    is_float = 1;
+    p++;
+    if (p >= end || !JSON_D_DIGIT(*p)) return json_d_unexpected(d, p);
+    while (p < end && JSON_D_DIGIT(*p)) {
+      if (digits < 19) {
+        m = m * 10 + (uint64_t)(*p - '0');
+        if (m != 0) digits++;
+        exp10--;
+      } else {
+        inexact |= (*p != '0');
       }
-      if (++depth > limit && deep == (size_t)-1) deep = i;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      depth--;
+      p++;
     }
   }
-  if (depth > 0 && depth <= JSON_WALK_LEVELS) w->in_object = (objects[(depth - 1) / 8] >> ((depth - 1) % 8)) & 1;
-  return deep;
-}
-
-static int json_is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* Whether the string starting with the quote at text[start] has a closing quote. */
-static int json_string_closes(const char *text, size_t start, size_t len) {
-  size_t i;
-  for (i = start + 1; i < len; i++) {
-    if (text[i] == '\\') i++;
-    else if (text[i] == '"') return 1;
-  }
-  return 0;
-}
-
-/* nil, "<what> at byte N" (N counts from 1, like string.sub). */
-static int json_decode_fail(lua_State *L, const char *what, size_t at) {
-  char msg[96];
-  lua_pushnil(L);
-  snprintf(msg, sizeof(msg), "%s at byte %llu", what, (unsigned long long)at + 1);
-  lua_pushstring(L, msg);
-  return 2;
-}
-
-/* nil, "invalid JSON at byte N: <hint>". */
-static int json_decode_syntax(lua_State *L, size_t at, const char *hint) {
-  char msg[96];
-  lua_pushnil(L);
-  snprintf(msg, sizeof(msg), "invalid JSON at byte %llu: %s", (unsigned long long)at + 1, hint);
-  lua_pushstring(L, msg);
-  return 2;
-}
-
-/* cJSON failed at text[at]: say why as well as we can. */
-static int json_parse_error(lua_State *L, const char *text, size_t len, size_t at, int limit) {
-  json_where w;
-  size_t deep;
-  char hint[48];
-  deep = json_walk(text, at < len ? at + 1 : len, limit, &w);
-  if (deep != (size_t)-1) {
-    snprintf(hint, sizeof(hint), "nesting deeper than %d", limit);
-    return json_decode_fail(L, hint, deep);
-  }
-  json_walk(text, at, limit, &w);
-  if (w.in_str) {
-    if (!json_string_closes(text, w.str_start, len)) return json_decode_syntax(L, w.str_start, "unterminated string");
-    return json_decode_syntax(L, at, "invalid escape in string");
-  }
-  /* Where an object key should start, cJSON reports the byte after the bad one ({'a':1}). */
-  if (at > 0 && !json_is_space(text[at - 1]) && text[at - 1] != '"') {
-    size_t j = at - 1;
-    while (j > 0 && json_is_space(text[j - 1])) j--;
-    if (j > 0 && (text[j - 1] == '{' || text[j - 1] == ',')) {
-      json_walk(text, j, limit, &w);
-      if (w.in_object) at--;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    int e = 0, eneg = 0;
+    is_float = 1;
+    p++;
+    if (p < end && (*p == '+' || *p == '-')) eneg = (*p++ == '-');
+    if (p >= end || !JSON_D_DIGIT(*p)) return json_d_unexpected(d, p);
+    while (p < end && JSON_D_DIGIT(*p)) {
+      if (e < 100000) e = e * 10 + (*p - '0');
+      p++;
     }
+    exp10 += eneg ? -e : e;
   }
-  if (at >= len) return json_decode_syntax(L, len, "unexpected end of input");
-  if (text[at] > 0x20 && text[at] < 0x7f) snprintf(hint, sizeof(hint), "unexpected '%c'", text[at]);
-  else snprintf(hint, sizeof(hint), "unexpected byte 0x%02x", (unsigned)(unsigned char)text[at]);
-  return json_decode_syntax(L, at, hint);
+  if (!is_float && exp10 == 0) {
+#if CIO_HAS_INTEGERS
+    if (!neg && m <= (uint64_t)LUA_MAXINTEGER) {
+      lua_pushinteger(d->L, (lua_Integer)m);
+      return p;
+    }
+    if (neg && m <= (uint64_t)LUA_MAXINTEGER + 1) {
+      lua_pushinteger(d->L, m == (uint64_t)LUA_MAXINTEGER + 1 ? LUA_MININTEGER : -(lua_Integer)m);
+      return p;
+    }
+#endif
+    lua_pushnumber(d->L, (lua_Number)(neg ? -(double)m : (double)m)); /* correctly rounded */
+    return p;
+  }
+  if (!inexact && m <= (uint64_t)1 << 53 && exp10 >= -22 && exp10 <= 22) {
+    /* both m and 10^|exp10| are exact doubles: one correctly rounded operation */
+    double v = (double)m;
+    v = exp10 < 0 ? v / json_d_pow10[-exp10] : v * json_d_pow10[exp10];
+    lua_pushnumber(d->L, (lua_Number)(neg ? -v : v));
+    return p;
+  }
+  lua_pushnumber(d->L, (lua_Number)json_d_strtod(d, start, (size_t)(p - start)));
+  return p;
 }
 
-/* Whether the text contains the escape \u0000 (which cJSON's C strings would cut at). */
-static int json_has_nul_escape(const char *text, size_t len) {
-  const char *p = text, *end = text + len;
-  while ((size_t)(end - p) >= 6 && (p = (const char *)memchr(p, '\\', (size_t)(end - p) - 5)) != NULL) {
-    if (memcmp(p, "\\u0000", 6) == 0) return 1;
-    p += (p[1] == '\\') ? 2 : 1;
-  }
-  return 0;
+static double json_d_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
+/* The value of the whole text on top of the stack; 0, or -1 with d->err set. */
+static int json_d_parse(json_dec *d) {
+  lua_State *L = d->L;
+  const char *p = d->text, *end = d->end;
+  json_level *lv = NULL;
+  lua_Integer values = 0, max_values = d->max_values;
+  int depth = 0;
+
+value:
+  while (p < end && JSON_D_SPACE(*p)) p++;
+  if (p >= end) goto unexpected;
+  if (++values > max_values) {
+    snprintf(d->hint_buf, sizeof(d->hint_buf), "%.0f", (double)max_values);
+    json_d_fail(d, JSON_D_VALUES, p, d->hint_buf);
+    return -1;
+  }
+  if ((values & JSON_D_CLOCK_EVERY) == 0 && d->deadline >= 0 && json_d_now_ms() > d->deadline) {
+    json_d_fail(d, JSON_D_DEADLINE, p, NULL);
+    return -1;
+  }
+  switch (*p) {
+    case '"':
+      if ((p = json_d_string(d, p)) == NULL) return -1;
+      break;
+    case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
+      if ((p = json_d_number(d, p)) == NULL) return -1;
+      break;
+    case 't':
+      if (end - p < 4 || memcmp(p, "true", 4) != 0) goto unexpected;
+      lua_pushboolean(L, 1);
+      p += 4;
+      break;
+    case 'f':
+      if (end - p < 5 || memcmp(p, "false", 5) != 0) goto unexpected;
+      lua_pushboolean(L, 0);
+      p += 5;
+      break;
+    case 'n':
+      if (end - p < 4 || memcmp(p, "null", 4) != 0) goto unexpected;
+      lua_pushlightuserdata(L, NULL);
+      p += 4;
+      break;
+    case '[':
+    case '{':
+      if (depth >= d->max_depth) {
+        snprintf(d->hint_buf, sizeof(d->hint_buf), "%d", d->max_depth);
+        json_d_fail(d, JSON_D_DEPTH, p, d->hint_buf);
+        return -1;
+      }
+      if (!lua_checkstack(L, 8)) {
+        json_d_fail(d, JSON_D_LUA_STACK, p, NULL);
+        return -1;
+      }
+      if (depth == d->nlevels) { /* past the inline levels: room for all of them at once */
+        json_level *more = (json_level *)lua_newuserdata(L, (size_t)d->max_depth * sizeof(json_level));
+        memcpy(more, d->levels, (size_t)depth * sizeof(json_level));
+        lua_replace(L, JSON_D_LEVELS);
+        d->levels = more;
+        d->nlevels = d->max_depth;
+      }
+      lv = &d->levels[depth++];
+      lua_createtable(L, 0, 0);
+      lv->t = lua_gettop(L);
+      lv->n = 0;
+      lv->obj = (*p == '{');
+      p++;
+      while (p < end && JSON_D_SPACE(*p)) p++;
+      if (!lv->obj) {
+        if (p < end && *p == ']') {
+          p++;
+          goto close_array;
+        }
+        goto value;
+      }
+      if (d->ordered) lua_createtable(L, 0, 0); /* the key order, at lv->t + 1 */
+      if (p < end && *p == '}') {
+        p++;
+        goto close_object;
+      }
+      goto key;
+    default:
+      goto unexpected;
+  }
+
+after:
+  if (depth == 0) {
+    while (p < end && JSON_D_SPACE(*p)) p++;
+    if (p < end) goto unexpected;
+    return 0;
+  }
+  while (p < end && JSON_D_SPACE(*p)) p++;
+  if (!lv->obj) {
+    lua_rawseti(L, lv->t, ++lv->n);
+    if (p < end && *p == ',') {
+      p++;
+      goto value;
+    }
+    if (p < end && *p == ']') {
+      p++;
+      goto close_array;
+    }
+    goto unexpected;
+  }
+  lua_rawset(L, lv->t); /* a repeated key: the last value wins */
+  if (p < end && *p == ',') {
+    p++;
+    while (p < end && JSON_D_SPACE(*p)) p++;
+    goto key;
+  }
+  if (p < end && *p == '}') {
+    p++;
+    goto close_object;
+  }
+  goto unexpected;
+
+key:
+  if (p >= end || *p != '"') goto unexpected;
+  if ((p = json_d_string(d, p)) == NULL) return -1;
+  if (d->ordered) {
+    lua_pushvalue(L, -1);
+    lua_rawget(L, lv->t);
+    if (lua_isnil(L, -1)) { /* a repeated key keeps its first place */
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, lv->t + 1, ++lv->n);
+    }
+    lua_pop(L, 1);
+  }
+  while (p < end && JSON_D_SPACE(*p)) p++;
+  if (p >= end || *p != ':') goto unexpected;
+  p++;
+  goto value;
+
+close_array:
+  lua_pushvalue(L, lua_upvalueindex(1)); /* array_mt */
+  lua_setmetatable(L, -2);
+  depth--;
+  lv = depth > 0 ? &d->levels[depth - 1] : NULL;
+  goto after;
+
+close_object:
+  if (d->ordered) {
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "object");
+    lua_setfield(L, -2, "__jsontype");
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "__jsonorder");
+    lua_setmetatable(L, lv->t);
+    lua_pop(L, 1);
+  }
+  depth--;
+  lv = depth > 0 ? &d->levels[depth - 1] : NULL;
+  goto after;
+
+unexpected:
+  json_d_unexpected(d, p);
+  return -1;
+}
+
+/***
+ * Decode JSON text.
+ * @function json_decode
+ * @tparam string text
+ * @tparam[opt] table opts `ordered`, `max_depth` (1000), `max_values` (1000000), `deadline_ms`
+ * @return the value, or nil, message, reason ("invalid" | "too_large" | "timeout")
+ */
 static int json_decode(lua_State *L) {
   json_dec d;
-  size_t len, bad;
-  const char *text, *end = NULL;
-  cJSON *tree;
-  int utf8 = 0, status, limit;
+  size_t len;
+  unsigned long long at;
   luaL_checktype(L, 1, LUA_TSTRING);
-  text = lua_tolstring(L, 1, &len);
+  d.L = L;
+  d.text = lua_tolstring(L, 1, &len);
+  d.end = d.text + len;
+  d.levels = d.inline_levels;
+  d.nlevels = JSON_D_INLINE_LEVELS;
+  d.scratch = d.inline_scratch;
+  d.cap = sizeof(d.inline_scratch);
   d.max_depth = JSON_DEFAULT_DEPTH;
   d.ordered = 0;
+  d.max_values = JSON_D_DEFAULT_VALUES;
+  d.deadline = -1;
   lua_settop(L, 2);
   if (!lua_isnil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    d.max_depth = (int)json_opt_integer(L, 2, "max_depth", JSON_DEFAULT_DEPTH, 1, 10000);
+    d.max_depth = (int)json_opt_integer(L, 2, "max_depth", JSON_DEFAULT_DEPTH, 1, JSON_D_DEPTH_LIMIT);
+    d.max_values = (lua_Integer)json_opt_integer(L, 2, "max_values", JSON_D_DEFAULT_VALUES, 1, JSON_D_VALUES_LIMIT);
     lua_getfield(L, 2, "ordered");
     d.ordered = lua_toboolean(L, -1);
     lua_pop(L, 1);
-  }
-  limit = d.max_depth < CJSON_NESTING_LIMIT ? d.max_depth : CJSON_NESTING_LIMIT;
-
-  bad = json_check_text(text, len, &utf8);
-  if (bad < len) {
-    if (utf8) return json_decode_fail(L, "invalid UTF-8", bad);
-    return json_decode_syntax(L, bad, "control character");
-  }
-
-  /* len + 1: with require_null_terminated cJSON wants to see the terminating NUL */
-  tree = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
-  if (tree == NULL) {
-    size_t at = (end != NULL && end >= text) ? (size_t)(end - text) : 0;
-    return json_parse_error(L, text, len, at > len ? len : at, limit);
-  }
-  if (end != text + len) { /* cannot happen: NUL bytes were rejected above */
-    cJSON_Delete(tree);
-    return json_decode_syntax(L, end > text ? (size_t)(end - text) : 0, "unexpected data after the value");
-  }
-
-  d.tree = tree;
-  d.text = text;
-  d.len = len;
-  d.scan = text;
-  d.from_text = json_has_nul_escape(text, len);
-  d.too_deep = 0;
-  lua_pushvalue(L, lua_upvalueindex(1)); /* json_decode_run */
-  lua_pushlightuserdata(L, &d);
-  lua_pushvalue(L, lua_upvalueindex(2)); /* array_mt */
-  status = lua_pcall(L, 2, 1, 0);
-  cJSON_Delete(tree);
-  if (status != 0) return lua_error(L);
-  if (d.too_deep) {
-    json_where w;
-    char hint[48];
-    size_t deep = json_walk(text, len, d.max_depth, &w);
-    lua_pop(L, 1);
-    if (deep == (size_t)-1) { /* the Lua stack ran out first */
-      lua_pushnil(L);
-      lua_pushliteral(L, "nesting too deep for the Lua stack");
-      return 2;
+    lua_getfield(L, 2, "deadline_ms");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TNUMBER) return luaL_argerror(L, 2, "deadline_ms must be a number");
+      d.deadline = (double)lua_tonumber(L, -1);
+      if (!(d.deadline >= 0)) d.deadline = 0; /* NaN and negative instants: already passed */
     }
-    snprintf(hint, sizeof(hint), "nesting deeper than %d", d.max_depth);
-    return json_decode_fail(L, hint, deep);
+    lua_pop(L, 1);
   }
-  return 1;
+  if (d.max_depth < d.nlevels) d.nlevels = d.max_depth;
+  lua_settop(L, JSON_D_TOP);
+  if (json_d_parse(&d) == 0) return 1;
+
+  at = (unsigned long long)(d.err_at - d.text) + 1;
+  lua_settop(L, JSON_D_TOP);
+  lua_pushnil(L);
+  {
+    char msg[128];
+    const char *reason = "invalid";
+    switch (d.err) {
+      case JSON_D_UTF8: snprintf(msg, sizeof(msg), "invalid UTF-8 at byte %llu", at); break;
+      case JSON_D_DEPTH: snprintf(msg, sizeof(msg), "nesting deeper than %s at byte %llu", d.hint, at); break;
+      case JSON_D_VALUES:
+        snprintf(msg, sizeof(msg), "more than %s values (max_values) at byte %llu", d.hint, at);
+        reason = "too_large";
+        break;
+      case JSON_D_DEADLINE:
+        snprintf(msg, sizeof(msg), "deadline_ms passed while decoding, at byte %llu", at);
+        reason = "timeout";
+        break;
+      case JSON_D_LUA_STACK: snprintf(msg, sizeof(msg), "nesting too deep for the Lua stack"); break;
+      default: snprintf(msg, sizeof(msg), "invalid JSON at byte %llu: %s", at, d.hint); break;
+    }
+    lua_pushstring(L, msg);
+    lua_pushstring(L, reason);
+  }
+  return 3;
 }
 
 void json_decode_open(lua_State *L, int mod, int array_mt) {
-  lua_pushcfunction(L, json_decode_run);
   lua_pushvalue(L, array_mt);
-  lua_pushcclosure(L, json_decode, 2);
+  lua_pushcclosure(L, json_decode, 1);
   lua_setfield(L, mod, "json_decode");
 }
