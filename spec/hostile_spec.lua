@@ -456,6 +456,51 @@ describe("hostile input", function()
       still_works(t)
     end)
 
+    it("refuses a gzip body that inflates to millions of JSON values (max_response_values)", function()
+      local t = track()
+      -- ~6 MB of "[0,0,0,...]" inflated from a few KB: 3 million values
+      server.respond({ status = 200, gzip = true, body_repeat = { head = "[", unit = "0,", count = 3000000, tail = "0]" } })
+      local res, err = t:identify("x", {})
+      assert.is_nil(res)
+      assert.are.equal("too_large", err.kind)
+      assert.are.equal(200, err.status)
+      assert.are.equal("the JSON response has more than 1000000 values (max_response_values)", err.message)
+      assert.is_false(err.retryable)
+      assert.matches("gzip", server.last().headers["accept-encoding"])
+      still_works(t)
+    end)
+
+    it("takes max_response_values", function()
+      local t = track({ max_response_values = 10 })
+      server.respond({ status = 200, body_repeat = { head = "[", unit = "0,", count = 10, tail = "0]" } })
+      local _, err = t:identify("x", {})
+      assert.are.equal("too_large", err.kind)
+      assert.are.equal("the JSON response has more than 10 values (max_response_values)", err.message)
+      server.respond({ status = 200, body_repeat = { head = "[", unit = "0,", count = 8, tail = "0]" } })
+      assert.are.equal(9, #assert(t:identify("x", {})))
+      assert.matches("max_response_values must be an integer",
+        raised(function() track({ max_response_values = 0 }) end))
+    end)
+
+    it("counts decoding against the call's timeout", function()
+      -- A transport that answers only after the timeout has passed: the decode deadline
+      -- (the start of the attempt + timeout) is then behind us, whatever the machine's speed.
+      local body = "[" .. string.rep("0,", 10000) .. "0]"
+      local slow = {
+        send = function(_, _, timeout)
+          local t0 = core.monotonic_ms()
+          while core.monotonic_ms() - t0 <= timeout + 5 do core.sleep_ms(timeout) end
+          return { status = 200, headers = {}, body = body }
+        end,
+      }
+      local t = track({ transport = slow, timeout = 20 })
+      local res, err = t:identify("x", {})
+      assert.is_nil(res)
+      assert.are.equal("timeout", err.kind)
+      assert.are.equal("decoding the JSON response passed the timeout (20 ms)", err.message)
+      assert.is_false(err.retryable)
+    end)
+
     it("decodes huge numbers in a response without losing int64", function()
       local t = track()
       server.respond({ status = 200, body = '{"n":123456789012345678901234567890,"i":9223372036854775807,"f":1e400}' })
