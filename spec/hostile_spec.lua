@@ -340,6 +340,44 @@ describe("hostile input", function()
       still_works(t)
     end)
 
+    -- 27 tables, each holding the next one twice: 2^27 leaves, ~2.4 GB of JSON if written out.
+    local function dag()
+      local t = { "x" }
+      for _ = 1, 27 do t = { a = t, b = t } end
+      return t
+    end
+
+    it("stops encoding shared sub-tables at the limit that applies (event data, identify, batch, queue)", function()
+      local t = track()
+      assert.are.equal("data is more than 100000 bytes as JSON; the limit is 100000 bytes",
+        raised(function() t:track("x", "ev", { d = dag() }) end):match("data is .*"))
+      assert.are.equal("data is more than 346802 bytes as JSON; the limit is 346802 bytes",
+        raised(function() t:identify("x", { d = dag() }) end):match("data is .*"))
+      assert.are.equal("operations[1] is more than 32768 bytes as JSON; the limit is 32768 bytes",
+        raised(function() t:batch({ { type = "person", action = "identify", identifiers = { id = "1" },
+          attributes = { d = dag() } } }) end):match("operations.*"))
+      local q = customerio.Queue.new(t, { flush_interval = 0 })
+      local ok, err = q:identify("x", { d = dag() })
+      assert.is_nil(ok)
+      assert.are.equal("too_large", err.kind)
+      assert.are.equal("operation is more than 32768 bytes as JSON; the limit is 32768 bytes", err.message)
+      assert.are.equal(1, q:stats().rejected)
+      q:close(1000)
+      assert.are.equal(0, server.count())
+      still_works(t)
+    end)
+
+    it("refuses identify data over the largest body Customer.io's per-attribute limits allow", function()
+      local t = track()
+      local data = {}
+      for i = 1, 301 do data[string.format("a%03d", i) .. string.rep("n", 146)] = string.rep("x", 1000) end
+      assert.matches("data is more than 346802 bytes as JSON; the limit is 346802 bytes",
+        raised(function() t:identify("x", data) end), 1, true)
+      data["a301" .. string.rep("n", 146)] = nil
+      assert(t:identify("x", data)) -- 300 attributes with 150-byte names and 1000-byte values fit
+      assert.are.equal(1, server.count())
+    end)
+
     it("sends a 5 MB raw body whole", function()
       local c = client({ timeout = 20000 })
       local body = '"' .. string.rep("z", 5 * 1024 * 1024) .. '"'

@@ -347,6 +347,31 @@ describe("core.json_encode tables", function()
   end)
 end)
 
+describe("core.json_encode max_bytes", function()
+  it("stops as soon as the output passes max_bytes", function()
+    assert.are.equal("[1,2,3]", enc({ 1, 2, 3 }, { max_bytes = 7 }))
+    local s, err, reason = encode({ 1, 2, 3 }, { max_bytes = 6 })
+    assert.is_nil(s)
+    assert.are.equal("value: more than 6 bytes as JSON (max_bytes)", err)
+    assert.are.equal("too_large", reason)
+    enc_err({ a = string.rep("x", 100) }, "data: more than 50 bytes as JSON (max_bytes)", { root = "data", max_bytes = 50 })
+    local ctl = string.rep("\1", 300) -- escapes: 6 bytes each, written exactly up to the limit
+    local n = #enc(ctl)
+    assert.are.equal(n, #enc(ctl, { max_bytes = n }))
+    enc_err(ctl, "value: more than " .. (n - 1) .. " bytes as JSON (max_bytes)", { max_bytes = n - 1 })
+    -- other errors keep their message, however long the path
+    enc_err({ { { 0 / 0 } } }, "value[1][1][1]: cannot encode NaN", { max_bytes = 3 })
+    assert.has_error(function() encode(1, { max_bytes = 0 }) end)
+    assert.has_error(function() encode(1, { max_bytes = "1" }) end)
+  end)
+
+  it("stops a DAG of shared tables (2^27 leaves) at the limit", function()
+    local t = { "x" }
+    for _ = 1, 27 do t = { t, t } end
+    enc_err(t, "data: more than 100000 bytes as JSON (max_bytes)", { root = "data", max_bytes = 100000 })
+  end)
+end)
+
 describe("core.json_decode", function()
   it("decodes scalars", function()
     assert.are.equal(true, dec("true"))

@@ -27,6 +27,11 @@
 
 #define JSON_DEPTH_LIMIT 10000 /* highest max_depth accepted: the encoder recurses in C */
 #define JSON_INLINE_BUF 2048   /* first part of the encode buffer lives on the C stack */
+/* Room kept past max_bytes: a string reserves up to 7 bytes more than it then writes, so an
+ * output of exactly max_bytes never fails; whether the output passed the limit is decided on
+ * its final length. */
+#define JSON_BYTES_SLACK 16
+#define JSON_BYTES_LIMIT 2147483647 /* highest max_bytes accepted */
 
 
 static const char json_digits2[] =
@@ -101,7 +106,10 @@ typedef struct {
   const char *root;
   size_t rootlen;
   int max_depth;
+  size_t max_bytes; /* output limit (opts.max_bytes); the buffer never grows past it + slack */
   int oom;
+  int too_big;      /* the output passed max_bytes */
+  int failing;      /* an error message is being written: no limit applies */
   int rc;
 } json_enc;
 
@@ -113,7 +121,12 @@ static int json_grow(json_enc *e, size_t need) {
     return -1;
   }
   want = e->len + need;
+  if (!e->failing && want > e->max_bytes + JSON_BYTES_SLACK) {
+    e->too_big = 1;
+    return -1;
+  }
   while (cap < want) cap *= 2;
+  if (!e->failing && cap > e->max_bytes + JSON_BYTES_SLACK) cap = e->max_bytes + JSON_BYTES_SLACK;
   if (e->data == e->inline_buf) {
     p = (char *)malloc(cap);
     if (p != NULL) memcpy(p, e->data, e->len);
@@ -232,6 +245,7 @@ static void json_put_path(json_enc *e, const json_frame *f) {
 
 /* Replaces the output with "path: msg" and returns -1. */
 static int json_fail(json_enc *e, const json_frame *at, const char *msg) {
+  e->failing = 1;
   e->len = 0;
   json_put_path(e, at);
   JSON_PUTLIT(e, ": ");
@@ -655,6 +669,17 @@ static int json_encode_run(lua_State *L) {
   json_enc *e = (json_enc *)lua_touserdata(L, JSON_E_CTX);
   e->L = L;
   e->rc = json_put_value(e, JSON_E_VALUE, NULL, 0);
+  if (e->rc == 0 && e->len > e->max_bytes) e->too_big = 1;
+  if (e->too_big) {
+    char msg[64];
+    lua_pushnil(L);
+    lua_pushlstring(L, e->root, e->rootlen);
+    snprintf(msg, sizeof(msg), ": more than %llu bytes as JSON (max_bytes)", (unsigned long long)e->max_bytes);
+    lua_pushstring(L, msg);
+    lua_concat(L, 2);
+    lua_pushliteral(L, "too_large");
+    return 3;
+  }
   if (e->rc == 0 && !e->oom) {
     lua_pushlstring(L, e->data, e->len);
     return 1;
@@ -677,11 +702,18 @@ static int json_encode(lua_State *L) {
   e.rootlen = 5;
   e.max_depth = JSON_DEFAULT_DEPTH;
   e.oom = 0;
+  e.too_big = 0;
+  e.failing = 0;
+  e.max_bytes = SIZE_MAX / 8;
   e.rc = 0;
   lua_settop(L, 2);
   if (!lua_isnil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     e.max_depth = (int)json_opt_integer(L, 2, "max_depth", JSON_DEFAULT_DEPTH, 1, JSON_DEPTH_LIMIT);
+    lua_getfield(L, 2, "max_bytes");
+    if (!lua_isnil(L, -1)) e.max_bytes = (size_t)json_opt_integer(L, 2, "max_bytes", 0, 1, JSON_BYTES_LIMIT);
+    lua_pop(L, 1);
+    if (e.cap > e.max_bytes + JSON_BYTES_SLACK) e.cap = e.max_bytes + JSON_BYTES_SLACK;
     lua_getfield(L, 2, "root"); /* stays at 3 so the string lives through the call */
     if (!lua_isnil(L, 3)) {
       if (lua_type(L, 3) != LUA_TSTRING) return luaL_argerror(L, 2, "root must be a string");

@@ -191,7 +191,7 @@ function Queue.new(track, opts)
     reporter = reporter,
   })
   return setmetatable({
-    _q = q, _report = reporter, op_bytes = op_bytes, url = t.url,
+    _q = q, _report = reporter, op_bytes = op_bytes, url = t.url, _rejected = 0,
     max_events = opts.max_events or d.max_events, max_bytes = opts.max_bytes or d.max_bytes,
   }, Queue)
 end
@@ -235,12 +235,26 @@ function Queue:push_json(json)
   return nil, refused(self, why, #json)
 end
 
-local ENCODE_OPTS = { root = "operation" }
+-- Encoding options per operation limit: the encoder stops as soon as an operation passes it
+-- (shared sub-tables cannot make it write gigabytes first).
+local encode_options = setmetatable({}, { __index = function(t, max)
+  local o = { root = "operation", max_bytes = max }
+  t[max] = o
+  return o
+end })
 
 -- Encode and enqueue a built operation.
 local function enqueue(self, op)
-  local json, err = core.json_encode(op, ENCODE_OPTS)
-  if not json then fail(err) end
+  local json, err, reason = core.json_encode(op, encode_options[self.op_bytes])
+  if not json then
+    if reason ~= "too_large" then fail(err) end
+    -- counted like an operation the queue refused for its size
+    if type(self.rejected) == "number" then self.rejected = self.rejected + 1 else self._rejected = self._rejected + 1 end
+    return nil, errors.new({
+      kind = "too_large",
+      message = string.format("operation is more than %d bytes as JSON; the limit is %d bytes", self.op_bytes, self.op_bytes),
+    })
+  end
   return self:push_json(json)
 end
 
@@ -409,7 +423,9 @@ end
 -- @treturn table
 function Queue:stats()
   self:poll()
-  return self._q:stats()
+  local s = self._q:stats()
+  s.rejected = s.rejected + self._rejected -- refused while encoding, before reaching the worker
+  return s
 end
 
 --- The enqueue methods, shared with `customerio.queue_ngx` (each ends in `self:push_json`).
