@@ -5,6 +5,8 @@ local core = require("customerio.core")
 
 local encode, decode, null = core.json_encode, core.json_decode, core.null
 local has_integers = math.type ~= nil
+-- Highest max_depth accepted: Lua 5.1 and LuaJIT allow a C function 8000 stack slots
+local DEPTH_LIMIT = (type(jit) == "table" or _VERSION == "Lua 5.1") and 1900 or 10000
 
 -- encode must succeed; returns the text
 local function enc(v, opts)
@@ -340,10 +342,50 @@ describe("core.json_encode tables", function()
     assert.has_error(function() encode(1, "x") end)
     assert.has_error(function() encode(1, { max_depth = 0 }) end)
     assert.has_error(function() encode(1, { max_depth = 2.5 }) end)
-    assert.has_error(function() encode(1, { max_depth = 10001 }) end)
+    assert.matches("max_depth must be an integer from 1 to " .. DEPTH_LIMIT,
+      select(2, pcall(encode, 1, { max_depth = DEPTH_LIMIT + 1 })), 1, true)
+    assert.has_error(function() decode("1", { max_depth = DEPTH_LIMIT + 1 }) end)
     assert.has_error(function() encode(1, { root = 5 }) end)
     assert.are.equal("1", enc(1, {}))
-    assert.are.equal("1", enc(1, { root = "x", max_depth = 10000 }))
+    assert.are.equal("1", enc(1, { root = "x", max_depth = DEPTH_LIMIT }))
+  end)
+
+  -- Neither direction recurses in C, so the deepest max_depth accepted works on any stack;
+  -- the worst case per level is an object with a key order (order list, seen set, key, value).
+  local deepest = [[
+    local core = require("customerio.core")
+    local limit = ...
+    local arr, obj = {}, setmetatable({}, { __jsonorder = { "a" } })
+    for _ = 2, limit do
+      arr = { arr }
+      obj = setmetatable({ a = obj, b = 1 }, { __jsonorder = { "b", "a" } })
+    end
+    local out = {}
+    for _, v in ipairs({ arr, obj }) do
+      local text = assert(core.json_encode(v, { max_depth = limit }))
+      local back = assert(core.json_decode(text, { max_depth = limit, ordered = true }))
+      assert(core.json_encode(back, { max_depth = limit }) == text)
+      out[#out + 1] = #text
+    end
+    return table.concat(out, " ")
+  ]]
+
+  it("encodes and decodes at the deepest max_depth it accepts, in a coroutine", function()
+    local co = coroutine.create(assert(loadstring or load)(deepest))
+    local ok, sizes = coroutine.resume(co, DEPTH_LIMIT)
+    assert(ok, sizes)
+    assert.are.equal((2 * DEPTH_LIMIT) .. " " .. (12 * DEPTH_LIMIT - 10), sizes)
+  end)
+
+  it("encodes and decodes at the deepest max_depth it accepts on a 256 KB C stack", function()
+    local interpreter = type(jit) == "table" and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local code = "print((assert(loadstring or load)(" .. string.format("%q", deepest) .. ")(" .. DEPTH_LIMIT .. ")))"
+    local cmd = "ulimit -s 256 && LUA_PATH='" .. package.path .. "' LUA_CPATH='" .. package.cpath .. "' " ..
+      interpreter .. " -e '" .. code:gsub("'", "'\\''") .. "' 2>&1"
+    local p = assert(io.popen(cmd, "r"))
+    local out = p:read("*a")
+    p:close()
+    assert.are.equal((2 * DEPTH_LIMIT) .. " " .. (12 * DEPTH_LIMIT - 10) .. "\n", out)
   end)
 end)
 

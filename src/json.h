@@ -12,6 +12,16 @@
 #include "compat.h"
 
 #define JSON_DEFAULT_DEPTH 1000
+
+/* Highest max_depth accepted, both directions. Neither recurses in C (the C stack need does
+ * not depend on the nesting); each level holds at most 4 Lua stack slots (order list, seen
+ * set, key, value), and Lua 5.1 and LuaJIT give a C function at most LUAI_MAXCSTACK = 8000
+ * slots, so there the bound is 1900. */
+#if LUA_VERSION_NUM >= 502
+#define JSON_DEPTH_LIMIT 10000
+#else
+#define JSON_DEPTH_LIMIT 1900
+#endif
 #define JSON_2P53 9007199254740992.0 /* 2^53 */
 
 /* Byte classes in strings (both directions): 0 copied as is, 1 escaped, 2 start of a UTF-8 sequence. */

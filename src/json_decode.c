@@ -4,7 +4,7 @@
  *
  *   json_decode(text [, opts]) -> value | nil, message, reason
  *       opts.ordered      record each object's key order in its metatable
- *       opts.max_depth    nesting limit (1000; 1 to 10000)
+ *       opts.max_depth    nesting limit (1000; 1 to 10000, 1900 on LuaJIT and 5.1)
  *       opts.max_values   limit on the number of values: scalars, arrays and objects, the
  *                         document included (1000000; 1 to 2^31 - 1)
  *       opts.deadline_ms  a core.monotonic_ms() instant after which decoding stops
@@ -39,7 +39,6 @@
 
 #include "json.h"
 
-#define JSON_D_DEPTH_LIMIT 10000
 #define JSON_D_DEFAULT_VALUES 1000000
 #define JSON_D_VALUES_LIMIT 2147483647
 #define JSON_D_INLINE_LEVELS 32
@@ -539,7 +538,7 @@ static int json_decode(lua_State *L) {
   lua_settop(L, 2);
   if (!lua_isnil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    d.max_depth = (int)json_opt_integer(L, 2, "max_depth", JSON_DEFAULT_DEPTH, 1, JSON_D_DEPTH_LIMIT);
+    d.max_depth = (int)json_opt_integer(L, 2, "max_depth", JSON_DEFAULT_DEPTH, 1, JSON_DEPTH_LIMIT);
     d.max_values = (lua_Integer)json_opt_integer(L, 2, "max_values", JSON_D_DEFAULT_VALUES, 1, JSON_D_VALUES_LIMIT);
     lua_getfield(L, 2, "ordered");
     d.ordered = lua_toboolean(L, -1);

@@ -1,9 +1,13 @@
 /*
  * json_encode.c - core.json_encode: Lua values to JSON text.
  *
- *   json_encode(value [, opts]) -> string | nil, message
- *       opts.root (name that starts error paths, "value"), opts.max_depth (1000)
+ *   json_encode(value [, opts]) -> string | nil, message [, "too_large"]
+ *       opts.root (name that starts error paths, "value"), opts.max_depth (1000; at most
+ *       10000, 1900 on LuaJIT and 5.1), opts.max_bytes (stop as soon as the output passes it)
  *
+ * No C recursion: the open tables are an explicit stack of frames (json_step advances the top
+ * one by one element), so the C stack need is the same at any depth; each level holds at most
+ * 4 Lua stack slots (see JSON_DEPTH_LIMIT).
  * Encoding walks the Lua value and writes JSON straight into one growable buffer (no cJSON
  * tree: that costs an allocation per value and cannot print int64 exactly). Tables are read
  * raw (lua_next/lua_rawgeti): __index, __pairs and __len are ignored, only the metafields
@@ -25,7 +29,6 @@
 
 #include "json.h"
 
-#define JSON_DEPTH_LIMIT 10000 /* highest max_depth accepted: the encoder recurses in C */
 #define JSON_INLINE_BUF 2048   /* first part of the encode buffer lives on the C stack */
 /* Room kept past max_bytes: a string reserves up to 7 bytes more than it then writes, so an
  * output of exactly max_bytes never fails; whether the output passed the limit is decided on
@@ -90,13 +93,31 @@ static int json_tointeger(lua_State *L, int idx, lua_Integer *out) {
 #define JSON_E_TYPE_KEY 5
 #define JSON_E_ORDER_KEY 6
 
-/* One table being written; the chain of frames is the path for error messages. */
-typedef struct json_frame {
-  const struct json_frame *parent;
+enum { JSON_AUTO, JSON_ARRAY, JSON_OBJECT };
+
+/* How a frame walks its table: by index 1..n (ELEMENTS), the keys of an __jsonorder list then
+ * the others (ORDERED, then MEMBERS with `seen`), lua_next (MEMBERS), or, for an unmarked
+ * table, lua_next while the keys are strings (AUTO_OBJECT) or 1, 2, 3... (AUTO_ARRAY). */
+enum { JSON_F_ELEMENTS, JSON_F_ORDERED, JSON_F_MEMBERS, JSON_F_AUTO_OBJECT, JSON_F_AUTO_ARRAY };
+
+/* One table being written. The frames are an explicit stack (e->frames), not C recursion,
+ * and are also the path for error messages. */
+typedef struct {
   const void *table;
-  lua_Integer index; /* current element of an array */
+  lua_Integer index; /* current element of an array, or position in the order list */
+  lua_Integer n;     /* elements of an array, or length of the order list */
+  size_t mark;       /* AUTO_ARRAY: output length before its '[' */
+  int t;             /* stack index of the table */
+  int top;           /* stack top when the frame was pushed (restored when it is done) */
+  int base;          /* stack top of the frame's own slots; key and value go above */
   int key;           /* stack index of the current key of an object; 0 in an array */
+  int seen;          /* keys already written (ORDERED, MEMBERS after it); 0 if none */
+  int kind;
+  int first;         /* nothing written inside yet */
+  int pending;       /* AUTO_*: the first key and value were read by lua_next already */
 } json_frame;
+
+#define JSON_INLINE_FRAMES 16
 
 typedef struct {
   lua_State *L;
@@ -111,6 +132,9 @@ typedef struct {
   int too_big;      /* the output passed max_bytes */
   int failing;      /* an error message is being written: no limit applies */
   int rc;
+  json_frame *frames; /* open tables, outermost first */
+  int nframes, capframes;
+  json_frame *inline_frames;
 } json_enc;
 
 static int json_grow(json_enc *e, size_t need) {
@@ -213,14 +237,9 @@ static void json_put_bracketed(json_enc *e, const char *s, size_t n) {
   JSON_PUTLIT(e, "\"]");
 }
 
-/* The path of the value currently written under frame f (root name when f is NULL). */
-static void json_put_path(json_enc *e, const json_frame *f) {
+/* Where frame f is in its table: [index], .name, ["key"] or [integer key]. */
+static void json_put_step(json_enc *e, const json_frame *f) {
   lua_State *L = e->L;
-  if (f == NULL) {
-    json_put(e, e->root, e->rootlen);
-    return;
-  }
-  json_put_path(e, f->parent);
   if (f->key == 0) {
     json_putc(e, '[');
     json_put_int(e, f->index);
@@ -243,8 +262,16 @@ static void json_put_path(json_enc *e, const json_frame *f) {
   }
 }
 
+/* The root name, then where each of the first n frames is (the path of a value). */
+static void json_put_path(json_enc *e, int n) {
+  int i;
+  json_put(e, e->root, e->rootlen);
+  for (i = 0; i < n; i++) json_put_step(e, &e->frames[i]);
+}
+
 /* Replaces the output with "path: msg" and returns -1. */
-static int json_fail(json_enc *e, const json_frame *at, const char *msg) {
+/* at: how many frames the path goes through. */
+static int json_fail(json_enc *e, int at, const char *msg) {
   e->failing = 1;
   e->len = 0;
   json_put_path(e, at);
@@ -260,7 +287,7 @@ static const char *json_type_name(lua_State *L, int idx) {
   return lua_typename(L, t);
 }
 
-static int json_fail_type(json_enc *e, const json_frame *at, const char *what, int idx) {
+static int json_fail_type(json_enc *e, int at, const char *what, int idx) {
   char msg[80];
   snprintf(msg, sizeof(msg), "%s%s", what, json_type_name(e->L, idx));
   return json_fail(e, at, msg);
@@ -273,7 +300,7 @@ static const double json_pow10[] = {
   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 };
 
-static int json_put_double(json_enc *e, double d, const json_frame *at) {
+static int json_put_double(json_enc *e, double d, int at) {
   char tmp[48], out[48];
   size_t n = 0, i;
   int prec, len;
@@ -344,7 +371,7 @@ static int json_put_double(json_enc *e, double d, const json_frame *at) {
 }
 
 /* A JSON string from s[0..len); `key` selects the error wording. */
-static int json_put_string(json_enc *e, const char *str, size_t len, const json_frame *at, int key) {
+static int json_put_string(json_enc *e, const char *str, size_t len, int at, int key) {
   const unsigned char *p = (const unsigned char *)str, *end = p + len, *run = p;
   char *o;
   if (JSON_RESERVE(e, len + 2)) return -1;
@@ -404,32 +431,31 @@ static int json_put_string(json_enc *e, const char *str, size_t len, const json_
 
 /* -- tables ------------------------------------------------------------------------------ */
 
-static int json_put_value(json_enc *e, int idx, const json_frame *parent, int depth);
-
-/* Writes the key at stack index k of the table at t (",\"key\":" or "\"key\":").
- * f is the table's frame; errors name the table's path. */
-static int json_put_key(json_enc *e, int t, int k, const json_frame *f, int first) {
+/* Writes the key at stack index k of the table of frame f (",\"key\":" or "\"key\":").
+ * Errors name the table's path (the frames below f). */
+static int json_put_key(json_enc *e, const json_frame *f, int k) {
   lua_State *L = e->L;
-  if (!first && json_putc(e, ',')) return -1;
+  int at = (int)(f - e->frames);
+  if (!f->first && json_putc(e, ',')) return -1;
   if (lua_type(L, k) == LUA_TSTRING) {
     size_t n;
     const char *s = lua_tolstring(L, k, &n);
-    if (json_put_string(e, s, n, f->parent, 1)) return -1;
+    if (json_put_string(e, s, n, at, 1)) return -1;
   } else {
     lua_Integer i;
     char tmp[24], *end = tmp + sizeof(tmp), *p;
     if (lua_type(L, k) != LUA_TNUMBER || !json_tointeger(L, k, &i))
-      return json_fail_type(e, f->parent, "cannot encode key of type ", k);
+      return json_fail_type(e, at, "cannot encode key of type ", k);
     p = json_u64_digits(end, (i < 0) ? (uint64_t)0 - (uint64_t)i : (uint64_t)i);
     if (i < 0) *--p = '-';
     /* 1 and "1" would both be written as "1" */
     lua_pushlstring(L, p, (size_t)(end - p));
-    lua_rawget(L, t);
+    lua_rawget(L, f->t);
     if (!lua_isnil(L, -1)) {
       char msg[64];
       lua_pop(L, 1);
       snprintf(msg, sizeof(msg), "duplicate key \"%.*s\"", (int)(end - p), p);
-      return json_fail(e, f->parent, msg);
+      return json_fail(e, at, msg);
     }
     lua_pop(L, 1);
     if (json_putc(e, '"') || json_put(e, p, (size_t)(end - p)) || json_putc(e, '"')) return -1;
@@ -437,111 +463,86 @@ static int json_put_key(json_enc *e, int t, int k, const json_frame *f, int firs
   return json_putc(e, ':');
 }
 
-/* Members of the table at t, skipping keys present in the table at `seen` (if nonzero). */
-static int json_put_members(json_enc *e, int t, json_frame *f, int depth, int seen, int first) {
+static int json_open_table(json_enc *e, int t);
+
+/* Writes the value at idx, the current element of the top frame (or the document).
+ * 0: written; 1: it is a table and its frame is now on top; -1: failed. */
+static int json_put_value(json_enc *e, int idx) {
   lua_State *L = e->L;
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    int k = lua_gettop(L) - 1;
-    if (seen) {
-      int skip;
-      lua_pushvalue(L, k);
-      lua_rawget(L, seen);
-      skip = !lua_isnil(L, -1);
-      lua_pop(L, 1);
-      if (skip) {
-        lua_pop(L, 1);
-        continue;
-      }
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+      size_t n;
+      const char *s = lua_tolstring(L, idx, &n);
+      return json_put_string(e, s, n, e->nframes, 0);
     }
-    if (json_put_key(e, t, k, f, first)) return -1;
-    first = 0;
-    f->key = k;
-    if (json_put_value(e, k + 1, f, depth)) return -1;
-    lua_pop(L, 1);
+    case LUA_TNUMBER:
+#if CIO_HAS_INTEGERS
+      if (lua_isinteger(L, idx)) return json_put_int(e, lua_tointeger(L, idx));
+#endif
+      return json_put_double(e, (double)lua_tonumber(L, idx), e->nframes);
+    case LUA_TBOOLEAN:
+      return lua_toboolean(L, idx) ? JSON_PUTLIT(e, "true") : JSON_PUTLIT(e, "false");
+    case LUA_TNIL:
+      return JSON_PUTLIT(e, "null");
+    case LUA_TTABLE:
+      return json_open_table(e, idx);
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx) == NULL) return JSON_PUTLIT(e, "null");
+      /* fall through */
+    default:
+      return json_fail_type(e, e->nframes, "cannot encode ", idx);
   }
-  return 0;
 }
 
-/* Elements 1..n of the table at t, nil holes as null. */
-static int json_put_elements(json_enc *e, int t, lua_Integer n, json_frame *f, int depth) {
-  lua_State *L = e->L;
-  lua_Integer i;
-  if (json_putc(e, '[')) return -1;
+/* Pushes a frame for the table at t (which sits at or below the top of the stack). */
+static json_frame *json_push_frame(json_enc *e, int t) {
+  json_frame *f;
+  if (e->nframes == e->capframes) {
+    int cap = e->capframes * 2;
+    json_frame *p;
+    if (e->frames == e->inline_frames) {
+      p = (json_frame *)malloc((size_t)cap * sizeof(json_frame));
+      if (p != NULL) memcpy(p, e->frames, (size_t)e->nframes * sizeof(json_frame));
+    } else {
+      p = (json_frame *)realloc(e->frames, (size_t)cap * sizeof(json_frame));
+    }
+    if (p == NULL) {
+      e->oom = 1;
+      return NULL;
+    }
+    e->frames = p;
+    e->capframes = cap;
+  }
+  f = &e->frames[e->nframes++];
+  f->table = lua_topointer(e->L, t);
+  f->t = t;
+  f->top = lua_gettop(e->L);
+  f->base = f->top;
   f->key = 0;
-  for (i = 1; i <= n; i++) {
-    if (i > 1 && json_putc(e, ',')) return -1;
-    f->index = i;
-    lua_rawgeti(L, t, i);
-    if (json_put_value(e, lua_gettop(L), f, depth)) return -1;
-    lua_pop(L, 1);
-  }
-  return json_putc(e, ']');
+  f->index = 0;
+  f->n = 0;
+  f->seen = 0;
+  f->first = 1;
+  f->pending = 0;
+  return f;
 }
 
-/* An object whose keys listed in the table at `order` come first, in that order. */
-static int json_put_ordered(json_enc *e, int t, int order, json_frame *f, int depth) {
+/* Starts writing the table at t: checks, then either writes it whole ({} and empty marked
+ * tables) or pushes its frame. Returns like json_put_value. */
+static int json_open_table(json_enc *e, int t) {
   lua_State *L = e->L;
-  lua_Integer i, m = (lua_Integer)lua_rawlen(L, order);
-  int seen, first = 1;
-  lua_createtable(L, 0, (int)(m < 1024 ? m : 1024));
-  seen = lua_gettop(L);
-  if (json_putc(e, '{')) return -1;
-  for (i = 1; i <= m; i++) {
-    int k, dup;
-    lua_rawgeti(L, order, i);
-    k = lua_gettop(L);
-    if (lua_isnil(L, k)) {
-      lua_pop(L, 1);
-      continue;
-    }
-    lua_pushvalue(L, k);
-    lua_rawget(L, seen);
-    dup = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-    if (dup) {
-      lua_pop(L, 1);
-      continue;
-    }
-    lua_pushvalue(L, k);
-    lua_rawget(L, t);
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 2);
-      continue;
-    }
-    lua_pushvalue(L, k);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, seen);
-    if (json_put_key(e, t, k, f, first)) return -1;
-    first = 0;
-    f->key = k;
-    if (json_put_value(e, k + 1, f, depth)) return -1;
-    lua_pop(L, 2);
-  }
-  if (json_put_members(e, t, f, depth, seen, first)) return -1;
-  lua_pop(L, 1);
-  return json_putc(e, '}');
-}
-
-enum { JSON_AUTO, JSON_ARRAY, JSON_OBJECT };
-
-static int json_put_table(json_enc *e, int t, const json_frame *parent, int depth) {
-  lua_State *L = e->L;
-  const json_frame *a;
-  json_frame f;
-  int mode = JSON_AUTO;
-  f.table = lua_topointer(L, t);
-  for (a = parent; a != NULL; a = a->parent)
-    if (a->table == f.table) return json_fail(e, parent, "reference cycle");
-  if (depth > e->max_depth) {
+  const void *p = lua_topointer(L, t);
+  int i, at = e->nframes, mode = JSON_AUTO;
+  json_frame *f;
+  for (i = 0; i < at; i++)
+    if (e->frames[i].table == p) return json_fail(e, at, "reference cycle");
+  if (at + 1 > e->max_depth) {
     char msg[48];
     snprintf(msg, sizeof(msg), "nesting deeper than %d", e->max_depth);
-    return json_fail(e, parent, msg);
+    return json_fail(e, at, msg);
   }
-  if (!lua_checkstack(L, 8)) return json_fail(e, parent, "nesting too deep for the Lua stack");
-  f.parent = parent;
-  f.index = 0;
-  f.key = 0;
+  if (!lua_checkstack(L, 8)) return json_fail(e, at, "nesting too deep for the Lua stack");
+  if ((f = json_push_frame(e, t)) == NULL) return -1;
 
   if (lua_getmetatable(L, t)) {
     if (lua_rawequal(L, -1, JSON_E_ARRAY_MT)) {
@@ -561,114 +562,218 @@ static int json_put_table(json_enc *e, int t, const json_frame *parent, int dept
         lua_pushvalue(L, JSON_E_ORDER_KEY);
         lua_rawget(L, -2);
         if (lua_type(L, -1) == LUA_TTABLE) {
-          int rc;
+          lua_Integer m = (lua_Integer)lua_rawlen(L, -1);
           lua_remove(L, -2); /* keep the order list in place of the metatable */
-          rc = json_put_ordered(e, t, lua_gettop(L), &f, depth);
-          lua_pop(L, 1);
-          return rc;
+          lua_createtable(L, 0, (int)(m < 1024 ? m : 1024));
+          f->seen = lua_gettop(L);
+          f->base = f->seen;
+          f->n = m;
+          f->kind = JSON_F_ORDERED;
+          return json_putc(e, '{') ? -1 : 1;
         }
         lua_pop(L, 1);
       }
     }
     lua_pop(L, 1);
-    if (mode == JSON_ARRAY) return json_put_elements(e, t, (lua_Integer)lua_rawlen(L, t), &f, depth);
+    if (mode == JSON_ARRAY) {
+      f->kind = JSON_F_ELEMENTS;
+      f->n = (lua_Integer)lua_rawlen(L, t);
+      return json_putc(e, '[') ? -1 : 1;
+    }
     if (mode == JSON_OBJECT) {
-      if (json_putc(e, '{') || json_put_members(e, t, &f, depth, 0, 1)) return -1;
-      return json_putc(e, '}');
+      f->kind = JSON_F_MEMBERS;
+      lua_pushnil(L);
+      return json_putc(e, '{') ? -1 : 1;
     }
   }
 
   /* No marker: {} for an empty table, an array for keys 1..n, an object for string keys. */
   lua_pushnil(L);
-  if (!lua_next(L, t)) return JSON_PUTLIT(e, "{}");
+  if (!lua_next(L, t)) {
+    e->nframes--;
+    return JSON_PUTLIT(e, "{}");
+  }
+  f->pending = 1; /* the first key and value are on the stack */
   if (lua_type(L, -2) == LUA_TSTRING) {
-    if (json_putc(e, '{')) return -1;
-    do {
-      int k = lua_gettop(L) - 1;
+    f->kind = JSON_F_AUTO_OBJECT;
+    return json_putc(e, '{') ? -1 : 1;
+  }
+  {
+    lua_Integer k;
+    if (lua_type(L, -2) != LUA_TNUMBER || !json_tointeger(L, -2, &k))
+      return json_fail_type(e, at, "cannot encode key of type ", lua_gettop(L) - 1);
+  }
+  f->kind = JSON_F_AUTO_ARRAY;
+  f->mark = e->len;
+  return json_putc(e, '[') ? -1 : 1;
+}
+
+/* AUTO_ARRAY whose keys stopped coming as 1, 2, 3...: checks all the keys (the current one is
+ * on top of the stack), then restarts the frame as ELEMENTS 1..n. */
+static int json_restart_elements(json_enc *e, json_frame *f) {
+  lua_State *L = e->L;
+  int at = (int)(f - e->frames), bad = 0;
+  lua_Integer i, count, max;
+  count = max = f->index;
+  lua_pop(L, 1);
+  for (;;) {
+    if (lua_type(L, -1) == LUA_TSTRING) return json_fail(e, at, "mixed table (both array and object keys)");
+    if (lua_type(L, -1) != LUA_TNUMBER || !json_tointeger(L, -1, &i))
+      return json_fail_type(e, at, "cannot encode key of type ", lua_gettop(L));
+    if (i < 1) bad = 1;
+    if (i > max) max = i;
+    count++;
+    if (!lua_next(L, f->t)) break;
+    lua_pop(L, 1);
+  }
+  if (bad || max != count) return json_fail(e, at, "sparse array");
+  e->len = f->mark;
+  f->kind = JSON_F_ELEMENTS;
+  f->n = count;
+  f->index = 0;
+  f->key = 0;
+  lua_settop(L, f->base);
+  return json_putc(e, '[');
+}
+
+/* Advances the top frame f by one element: writes it (0), opens it as a table (1), or closes
+ * f (0) once it has no more. -1: failed. */
+static int json_step(json_enc *e, json_frame *f) {
+  lua_State *L = e->L;
+  int at = (int)(f - e->frames);
+  switch (f->kind) {
+    case JSON_F_ELEMENTS:
+      lua_settop(L, f->base);
+      if (f->index >= f->n) break;
+      if (f->index++ > 0 && json_putc(e, ',')) return -1;
+      lua_rawgeti(L, f->t, f->index);
+      return json_put_value(e, f->base + 1);
+
+    case JSON_F_ORDERED:
+      lua_settop(L, f->base);
+      while (f->index < f->n) {
+        int k = f->base + 1, dup;
+        lua_rawgeti(L, f->seen - 1, ++f->index); /* the order list sits below `seen` */
+        if (lua_isnil(L, k)) {
+          lua_pop(L, 1);
+          continue;
+        }
+        lua_pushvalue(L, k);
+        lua_rawget(L, f->seen);
+        dup = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (dup) {
+          lua_pop(L, 1);
+          continue;
+        }
+        lua_pushvalue(L, k);
+        lua_rawget(L, f->t);
+        if (lua_isnil(L, -1)) {
+          lua_pop(L, 2);
+          continue;
+        }
+        lua_pushvalue(L, k);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, f->seen);
+        if (json_put_key(e, f, k)) return -1;
+        f->first = 0;
+        f->key = k;
+        return json_put_value(e, k + 1);
+      }
+      /* then the other keys, skipping those in `seen` */
+      f->kind = JSON_F_MEMBERS;
+      lua_pushnil(L);
+      return 0;
+
+    case JSON_F_MEMBERS:
+      lua_settop(L, f->base + 1);
+      while (lua_next(L, f->t)) {
+        int k = f->base + 1;
+        if (f->seen) {
+          int skip;
+          lua_pushvalue(L, k);
+          lua_rawget(L, f->seen);
+          skip = !lua_isnil(L, -1);
+          lua_pop(L, 1);
+          if (skip) {
+            lua_pop(L, 1);
+            continue;
+          }
+        }
+        if (json_put_key(e, f, k)) return -1;
+        f->first = 0;
+        f->key = k;
+        return json_put_value(e, k + 1);
+      }
+      if (json_putc(e, '}')) return -1;
+      e->nframes--;
+      lua_settop(L, f->top);
+      return 0;
+
+    case JSON_F_AUTO_OBJECT: {
+      int k = f->base + 1;
+      size_t n;
+      const char *s;
+      if (!f->pending) {
+        lua_settop(L, k);
+        if (!lua_next(L, f->t)) {
+          if (json_putc(e, '}')) return -1;
+          e->nframes--;
+          lua_settop(L, f->top);
+          return 0;
+        }
+      }
+      f->pending = 0;
       if (lua_type(L, k) != LUA_TSTRING) {
         lua_Integer i;
         if (lua_type(L, k) == LUA_TNUMBER && json_tointeger(L, k, &i))
-          return json_fail(e, parent, "mixed table (both array and object keys)");
-        return json_fail_type(e, parent, "cannot encode key of type ", k);
+          return json_fail(e, at, "mixed table (both array and object keys)");
+        return json_fail_type(e, at, "cannot encode key of type ", k);
       }
-      {
-        size_t n;
-        const char *s = lua_tolstring(L, k, &n);
-        if (f.key != 0 && json_putc(e, ',')) return -1;
-        if (json_put_string(e, s, n, parent, 1) || json_putc(e, ':')) return -1;
-      }
-      f.key = k;
-      if (json_put_value(e, k + 1, &f, depth)) return -1;
-      lua_pop(L, 1);
-    } while (lua_next(L, t));
-    return json_putc(e, '}');
-  } else {
-    lua_Integer i, expect = 1, count, max;
-    size_t mark = e->len;
-    int bad = 0;
-    if (lua_type(L, -2) != LUA_TNUMBER || !json_tointeger(L, -2, &i))
-      return json_fail_type(e, parent, "cannot encode key of type ", lua_gettop(L) - 1);
-    /* Stream elements while the keys come as 1, 2, 3... (the array part, in order). */
-    if (json_putc(e, '[')) return -1;
-    while (lua_type(L, -2) == LUA_TNUMBER && json_tointeger(L, -2, &i) && i == expect) {
-      if (expect > 1 && json_putc(e, ',')) return -1;
-      f.index = expect;
-      if (json_put_value(e, lua_gettop(L), &f, depth)) return -1;
-      lua_pop(L, 1);
-      expect++;
-      if (!lua_next(L, t)) return json_putc(e, ']');
+      s = lua_tolstring(L, k, &n);
+      if (!f->first && json_putc(e, ',')) return -1;
+      if (json_put_string(e, s, n, at, 1) || json_putc(e, ':')) return -1;
+      f->first = 0;
+      f->key = k;
+      return json_put_value(e, k + 1);
     }
-    /* Keys out of order (or not 1..n): check them all, then write 1..n in order. */
-    count = max = expect - 1;
-    lua_pop(L, 1);
-    do {
-      if (lua_type(L, -1) == LUA_TSTRING) return json_fail(e, parent, "mixed table (both array and object keys)");
-      if (lua_type(L, -1) != LUA_TNUMBER || !json_tointeger(L, -1, &i))
-        return json_fail_type(e, parent, "cannot encode key of type ", lua_gettop(L));
-      if (i < 1) bad = 1;
-      if (i > max) max = i;
-      count++;
-      if (!lua_next(L, t)) break;
-      lua_pop(L, 1);
-    } while (1);
-    if (bad || max != count) return json_fail(e, parent, "sparse array");
-    e->len = mark;
-    return json_put_elements(e, t, count, &f, depth);
+
+    case JSON_F_AUTO_ARRAY: {
+      lua_Integer i;
+      if (!f->pending) {
+        lua_settop(L, f->base + 1);
+        if (!lua_next(L, f->t)) break;
+      }
+      f->pending = 0;
+      if (lua_type(L, -2) == LUA_TNUMBER && json_tointeger(L, -2, &i) && i == f->index + 1) {
+        if (f->index > 0 && json_putc(e, ',')) return -1;
+        f->index = i;
+        return json_put_value(e, f->base + 2);
+      }
+      /* Keys out of order (or not 1..n): check them all, then write 1..n in order. */
+      return json_restart_elements(e, f);
+    }
   }
+  /* an array is done */
+  if (json_putc(e, ']')) return -1;
+  e->nframes--;
+  lua_settop(L, f->top);
+  return 0;
 }
 
-static int json_put_value(json_enc *e, int idx, const json_frame *parent, int depth) {
-  lua_State *L = e->L;
-  switch (lua_type(L, idx)) {
-    case LUA_TSTRING: {
-      size_t n;
-      const char *s = lua_tolstring(L, idx, &n);
-      return json_put_string(e, s, n, parent, 0);
-    }
-    case LUA_TNUMBER:
-#if CIO_HAS_INTEGERS
-      if (lua_isinteger(L, idx)) return json_put_int(e, lua_tointeger(L, idx));
-#endif
-      return json_put_double(e, (double)lua_tonumber(L, idx), parent);
-    case LUA_TBOOLEAN:
-      return lua_toboolean(L, idx) ? JSON_PUTLIT(e, "true") : JSON_PUTLIT(e, "false");
-    case LUA_TNIL:
-      return JSON_PUTLIT(e, "null");
-    case LUA_TTABLE:
-      return json_put_table(e, idx, parent, depth + 1);
-    case LUA_TLIGHTUSERDATA:
-      if (lua_touserdata(L, idx) == NULL) return JSON_PUTLIT(e, "null");
-      /* fall through */
-    default:
-      return json_fail_type(e, parent, "cannot encode ", idx);
-  }
+/* The whole document: the root value, then the open tables one step at a time (no C
+ * recursion: the stack need does not depend on the nesting). */
+static int json_put_document(json_enc *e) {
+  int rc = json_put_value(e, JSON_E_VALUE);
+  while (rc >= 0 && e->nframes > 0) rc = json_step(e, &e->frames[e->nframes - 1]);
+  return rc < 0 ? -1 : 0;
 }
 
 /* The protected part of json_encode: the walk, then the result (pushing it may raise too). */
 static int json_encode_run(lua_State *L) {
   json_enc *e = (json_enc *)lua_touserdata(L, JSON_E_CTX);
   e->L = L;
-  e->rc = json_put_value(e, JSON_E_VALUE, NULL, 0);
+  e->rc = json_put_document(e);
   if (e->rc == 0 && e->len > e->max_bytes) e->too_big = 1;
   if (e->too_big) {
     char msg[64];
@@ -692,6 +797,7 @@ static int json_encode_run(lua_State *L) {
 
 static int json_encode(lua_State *L) {
   char inline_buf[JSON_INLINE_BUF];
+  json_frame inline_frames[JSON_INLINE_FRAMES];
   json_enc e;
   int status, top;
   e.L = L;
@@ -706,6 +812,9 @@ static int json_encode(lua_State *L) {
   e.failing = 0;
   e.max_bytes = SIZE_MAX / 8;
   e.rc = 0;
+  e.frames = e.inline_frames = inline_frames;
+  e.nframes = 0;
+  e.capframes = JSON_INLINE_FRAMES;
   lua_settop(L, 2);
   if (!lua_isnil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -730,6 +839,7 @@ static int json_encode(lua_State *L) {
   top = lua_gettop(L) - 7;
   status = lua_pcall(L, 6, LUA_MULTRET, 0);
   if (e.data != inline_buf) free(e.data);
+  if (e.frames != inline_frames) free(e.frames);
   if (status != 0) return lua_error(L);
   return lua_gettop(L) - top;
 }
