@@ -290,7 +290,7 @@ static const char *json_d_number(json_dec *d, const char *p) {
         m = m * 10 + (uint64_t)(*p - '0');
         digits++;
       } else {
-        exp10++;
+        if (exp10 < 1000000) exp10++; /* bounded: only the fast path's range matters */
         inexact |= (*p != '0');
       }
       p++;
@@ -304,7 +304,7 @@ static const char *json_d_number(json_dec *d, const char *p) {
       if (digits < 19) {
         m = m * 10 + (uint64_t)(*p - '0');
         if (m != 0) digits++;
-        exp10--;
+        if (exp10 > -1000000) exp10--;
       } else {
         inexact |= (*p != '0');
       }
