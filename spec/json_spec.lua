@@ -1,4 +1,4 @@
--- The C core's JSON codec (src/json.c): core.json_encode / core.json_decode, null, array_mt,
+-- The C core's JSON codec (src/json_encode.c, src/json_decode.c): core.json_encode / core.json_decode, null, array_mt,
 -- object_mt. Object key order is unspecified (and random on LuaJIT), so objects with more than
 -- one key are compared after decoding; scalars and arrays are compared as exact text.
 local core = require("customerio.core")
