@@ -341,6 +341,8 @@ for _, v in ipairs({ "lua54", "luajit" }) do
   for _, case in ipairs({ "identify", "transactional" }) do
     target("JSON encode " .. case .. " payload vs lua-cjson (" .. lv .. ")",
       ratios["json_encode_" .. case .. "_" .. v .. "_vs_cjson"], ">=", 1)
+    target("JSON decode " .. case .. " payload vs lua-cjson (" .. lv .. ")",
+      ratios["json_decode_" .. case .. "_" .. v .. "_vs_cjson"], ">=", 1)
   end
 end
 

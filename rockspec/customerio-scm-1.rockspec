@@ -36,6 +36,8 @@ build = {
         "src/http.c",
         "src/http_common.c",
         "src/json.c",
+        "src/json_decode.c",
+        "src/json_encode.c",
         "src/queue.c",
         "src/queue_worker.c",
         "src/util.c",

@@ -340,6 +340,44 @@ describe("hostile input", function()
       still_works(t)
     end)
 
+    -- 27 tables, each holding the next one twice: 2^27 leaves, ~2.4 GB of JSON if written out.
+    local function dag()
+      local t = { "x" }
+      for _ = 1, 27 do t = { a = t, b = t } end
+      return t
+    end
+
+    it("stops encoding shared sub-tables at the limit that applies (event data, identify, batch, queue)", function()
+      local t = track()
+      assert.are.equal("data is more than 100000 bytes as JSON; the limit is 100000 bytes",
+        raised(function() t:track("x", "ev", { d = dag() }) end):match("data is .*"))
+      assert.are.equal("data is more than 346802 bytes as JSON; the limit is 346802 bytes",
+        raised(function() t:identify("x", { d = dag() }) end):match("data is .*"))
+      assert.are.equal("operations[1] is more than 32768 bytes as JSON; the limit is 32768 bytes",
+        raised(function() t:batch({ { type = "person", action = "identify", identifiers = { id = "1" },
+          attributes = { d = dag() } } }) end):match("operations.*"))
+      local q = customerio.Queue.new(t, { flush_interval = 0 })
+      local ok, err = q:identify("x", { d = dag() })
+      assert.is_nil(ok)
+      assert.are.equal("too_large", err.kind)
+      assert.are.equal("operation is more than 32768 bytes as JSON; the limit is 32768 bytes", err.message)
+      assert.are.equal(1, q:stats().rejected)
+      q:close(1000)
+      assert.are.equal(0, server.count())
+      still_works(t)
+    end)
+
+    it("refuses identify data over the largest body Customer.io's per-attribute limits allow", function()
+      local t = track()
+      local data = {}
+      for i = 1, 301 do data[string.format("a%03d", i) .. string.rep("n", 146)] = string.rep("x", 1000) end
+      assert.matches("data is more than 346802 bytes as JSON; the limit is 346802 bytes",
+        raised(function() t:identify("x", data) end), 1, true)
+      data["a301" .. string.rep("n", 146)] = nil
+      assert(t:identify("x", data)) -- 300 attributes with 150-byte names and 1000-byte values fit
+      assert.are.equal(1, server.count())
+    end)
+
     it("sends a 5 MB raw body whole", function()
       local c = client({ timeout = 20000 })
       local body = '"' .. string.rep("z", 5 * 1024 * 1024) .. '"'
@@ -454,6 +492,51 @@ describe("hostile input", function()
       assert.are.equal("json", err.kind)
       assert.matches("nesting deeper than 1000 at byte 1001", err.message)
       still_works(t)
+    end)
+
+    it("refuses a gzip body that inflates to millions of JSON values (max_response_values)", function()
+      local t = track()
+      -- ~6 MB of "[0,0,0,...]" inflated from a few KB: 3 million values
+      server.respond({ status = 200, gzip = true, body_repeat = { head = "[", unit = "0,", count = 3000000, tail = "0]" } })
+      local res, err = t:identify("x", {})
+      assert.is_nil(res)
+      assert.are.equal("too_large", err.kind)
+      assert.are.equal(200, err.status)
+      assert.are.equal("the JSON response has more than 1000000 values (max_response_values)", err.message)
+      assert.is_false(err.retryable)
+      assert.matches("gzip", server.last().headers["accept-encoding"])
+      still_works(t)
+    end)
+
+    it("takes max_response_values", function()
+      local t = track({ max_response_values = 10 })
+      server.respond({ status = 200, body_repeat = { head = "[", unit = "0,", count = 10, tail = "0]" } })
+      local _, err = t:identify("x", {})
+      assert.are.equal("too_large", err.kind)
+      assert.are.equal("the JSON response has more than 10 values (max_response_values)", err.message)
+      server.respond({ status = 200, body_repeat = { head = "[", unit = "0,", count = 8, tail = "0]" } })
+      assert.are.equal(9, #assert(t:identify("x", {})))
+      assert.matches("max_response_values must be an integer",
+        raised(function() track({ max_response_values = 0 }) end))
+    end)
+
+    it("counts decoding against the call's timeout", function()
+      -- A transport that answers only after the timeout has passed: the decode deadline
+      -- (the start of the attempt + timeout) is then behind us, whatever the machine's speed.
+      local body = "[" .. string.rep("0,", 10000) .. "0]"
+      local slow = {
+        send = function(_, _, timeout)
+          local t0 = core.monotonic_ms()
+          while core.monotonic_ms() - t0 <= timeout + 5 do core.sleep_ms(timeout) end
+          return { status = 200, headers = {}, body = body }
+        end,
+      }
+      local t = track({ transport = slow, timeout = 20 })
+      local res, err = t:identify("x", {})
+      assert.is_nil(res)
+      assert.are.equal("timeout", err.kind)
+      assert.are.equal("decoding the JSON response passed the timeout (20 ms)", err.message)
+      assert.is_false(err.retryable)
     end)
 
     it("decodes huge numbers in a response without losing int64", function()

@@ -1,10 +1,12 @@
--- The C core's JSON codec (src/json.c): core.json_encode / core.json_decode, null, array_mt,
+-- The C core's JSON codec (src/json_encode.c, src/json_decode.c): core.json_encode / core.json_decode, null, array_mt,
 -- object_mt. Object key order is unspecified (and random on LuaJIT), so objects with more than
 -- one key are compared after decoding; scalars and arrays are compared as exact text.
 local core = require("customerio.core")
 
 local encode, decode, null = core.json_encode, core.json_decode, core.null
 local has_integers = math.type ~= nil
+-- Highest max_depth accepted: Lua 5.1 and LuaJIT allow a C function 8000 stack slots
+local DEPTH_LIMIT = (type(jit) == "table" or _VERSION == "Lua 5.1") and 1900 or 10000
 
 -- encode must succeed; returns the text
 local function enc(v, opts)
@@ -340,10 +342,75 @@ describe("core.json_encode tables", function()
     assert.has_error(function() encode(1, "x") end)
     assert.has_error(function() encode(1, { max_depth = 0 }) end)
     assert.has_error(function() encode(1, { max_depth = 2.5 }) end)
-    assert.has_error(function() encode(1, { max_depth = 10001 }) end)
+    assert.matches("max_depth must be an integer from 1 to " .. DEPTH_LIMIT,
+      select(2, pcall(encode, 1, { max_depth = DEPTH_LIMIT + 1 })), 1, true)
+    assert.has_error(function() decode("1", { max_depth = DEPTH_LIMIT + 1 }) end)
     assert.has_error(function() encode(1, { root = 5 }) end)
     assert.are.equal("1", enc(1, {}))
-    assert.are.equal("1", enc(1, { root = "x", max_depth = 10000 }))
+    assert.are.equal("1", enc(1, { root = "x", max_depth = DEPTH_LIMIT }))
+  end)
+
+  -- Neither direction recurses in C, so the deepest max_depth accepted works on any stack;
+  -- the worst case per level is an object with a key order (order list, seen set, key, value).
+  local deepest = [[
+    local core = require("customerio.core")
+    local limit = ...
+    local arr, obj = {}, setmetatable({}, { __jsonorder = { "a" } })
+    for _ = 2, limit do
+      arr = { arr }
+      obj = setmetatable({ a = obj, b = 1 }, { __jsonorder = { "b", "a" } })
+    end
+    local out = {}
+    for _, v in ipairs({ arr, obj }) do
+      local text = assert(core.json_encode(v, { max_depth = limit }))
+      local back = assert(core.json_decode(text, { max_depth = limit, ordered = true }))
+      assert(core.json_encode(back, { max_depth = limit }) == text)
+      out[#out + 1] = #text
+    end
+    return table.concat(out, " ")
+  ]]
+
+  it("encodes and decodes at the deepest max_depth it accepts, in a coroutine", function()
+    local co = coroutine.create(assert(loadstring or load)(deepest))
+    local ok, sizes = coroutine.resume(co, DEPTH_LIMIT)
+    assert(ok, sizes)
+    assert.are.equal((2 * DEPTH_LIMIT) .. " " .. (12 * DEPTH_LIMIT - 10), sizes)
+  end)
+
+  it("encodes and decodes at the deepest max_depth it accepts on a 256 KB C stack", function()
+    local interpreter = type(jit) == "table" and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local code = "print((assert(loadstring or load)(" .. string.format("%q", deepest) .. ")(" .. DEPTH_LIMIT .. ")))"
+    local cmd = "ulimit -s 256 && LUA_PATH='" .. package.path .. "' LUA_CPATH='" .. package.cpath .. "' " ..
+      interpreter .. " -e '" .. code:gsub("'", "'\\''") .. "' 2>&1"
+    local p = assert(io.popen(cmd, "r"))
+    local out = p:read("*a")
+    p:close()
+    assert.are.equal((2 * DEPTH_LIMIT) .. " " .. (12 * DEPTH_LIMIT - 10) .. "\n", out)
+  end)
+end)
+
+describe("core.json_encode max_bytes", function()
+  it("stops as soon as the output passes max_bytes", function()
+    assert.are.equal("[1,2,3]", enc({ 1, 2, 3 }, { max_bytes = 7 }))
+    local s, err, reason = encode({ 1, 2, 3 }, { max_bytes = 6 })
+    assert.is_nil(s)
+    assert.are.equal("value: more than 6 bytes as JSON (max_bytes)", err)
+    assert.are.equal("too_large", reason)
+    enc_err({ a = string.rep("x", 100) }, "data: more than 50 bytes as JSON (max_bytes)", { root = "data", max_bytes = 50 })
+    local ctl = string.rep("\1", 300) -- escapes: 6 bytes each, written exactly up to the limit
+    local n = #enc(ctl)
+    assert.are.equal(n, #enc(ctl, { max_bytes = n }))
+    enc_err(ctl, "value: more than " .. (n - 1) .. " bytes as JSON (max_bytes)", { max_bytes = n - 1 })
+    -- other errors keep their message, however long the path
+    enc_err({ { { 0 / 0 } } }, "value[1][1][1]: cannot encode NaN", { max_bytes = 3 })
+    assert.has_error(function() encode(1, { max_bytes = 0 }) end)
+    assert.has_error(function() encode(1, { max_bytes = "1" }) end)
+  end)
+
+  it("stops a DAG of shared tables (2^27 leaves) at the limit", function()
+    local t = { "x" }
+    for _ = 1, 27 do t = { t, t } end
+    enc_err(t, "data: more than 100000 bytes as JSON (max_bytes)", { root = "data", max_bytes = 100000 })
   end)
 end)
 
@@ -498,8 +565,65 @@ describe("core.json_decode", function()
     dec_err('"abc', "invalid JSON at byte 1: unterminated string")
     dec_err('["ok", "abc\\"]', "invalid JSON at byte 8: unterminated string")
     dec_err('"a\\x"', "invalid JSON at byte 3: invalid escape in string")
-    dec_err('"\\ud800"', "invalid JSON at byte 2: invalid escape in string")
-    dec_err('"\\udc00x"', "invalid JSON at byte 2: invalid escape in string")
+    dec_err('"\\ud800"', "invalid JSON at byte 2: lone surrogate in string")
+    dec_err('"\\udc00x"', "invalid JSON at byte 2: lone surrogate in string")
+  end)
+
+  it("is a strict RFC 8259 reader: says what is wrong and where", function()
+    -- numbers
+    dec_err("01", "invalid JSON at byte 1: leading zero in number")
+    dec_err("[-012]", "invalid JSON at byte 3: leading zero in number")
+    dec_err("[1.]", "invalid JSON at byte 4: unexpected ']'")
+    dec_err("1.", "invalid JSON at byte 3: unexpected end of input")
+    dec_err("-.5", "invalid JSON at byte 2: unexpected '.'")
+    dec_err(".5", "invalid JSON at byte 1: unexpected '.'")
+    dec_err("+1", "invalid JSON at byte 1: unexpected '+'")
+    dec_err("1e", "invalid JSON at byte 3: unexpected end of input")
+    dec_err("[1e+]", "invalid JSON at byte 5: unexpected ']'")
+    dec_err("0x10", "invalid JSON at byte 2: unexpected 'x'")
+    dec_err("[NaN]", "invalid JSON at byte 2: unexpected 'N'")
+    dec_err("-Infinity", "invalid JSON at byte 2: unexpected 'I'")
+    -- \u escapes and surrogates
+    dec_err('"\\u12G4"', "invalid JSON at byte 2: invalid \\u escape in string")
+    dec_err('"\\u12"', "invalid JSON at byte 1: unterminated string")
+    dec_err('["\\ud83d\\u0041"]', "invalid JSON at byte 3: lone surrogate in string")
+    dec_err('"ab\\ude00\\ud83d"', "invalid JSON at byte 4: lone surrogate in string")
+    dec_err('"\\ud83d\\n"', "invalid JSON at byte 2: lone surrogate in string")
+    dec_err('"\\U00e9"', "invalid JSON at byte 2: invalid escape in string")
+    dec_err('"\\\'"', "invalid JSON at byte 2: invalid escape in string")
+    -- control characters inside strings, even tab/CR/LF (RFC 8259 section 7)
+    dec_err('"a\tb"', "invalid JSON at byte 3: control character")
+    dec_err('{"k\n":1}', "invalid JSON at byte 4: control character")
+    dec_err('"x\\n\r"', "invalid JSON at byte 5: control character")
+    -- trailing garbage and other leftovers
+    dec_err("[1]]", "invalid JSON at byte 4: unexpected ']'")
+    dec_err('{"a":1}{}', "invalid JSON at byte 8: unexpected '{'")
+    dec_err("1 2", "invalid JSON at byte 3: unexpected '2'")
+    dec_err("\239\187\191[]", "invalid JSON at byte 1: unexpected byte 0xef") -- no BOM
+    dec_err("[1]\255", "invalid UTF-8 at byte 4")
+    dec_err("nul", "invalid JSON at byte 1: unexpected 'n'")
+    dec_err("[truex]", "invalid JSON at byte 6: unexpected 'x'")
+    dec_err("[\f]", "invalid JSON at byte 2: control character") -- form feed is not white space
+    dec_err('{"a"}', "invalid JSON at byte 5: unexpected '}'")
+    dec_err('{"a":1 "b":2}', "invalid JSON at byte 8: unexpected '\"'")
+    dec_err('{1:2}', "invalid JSON at byte 2: unexpected '1'")
+    -- what is valid stays valid
+    assert.are.same({ 0, -0.5, 1e-5, 12.5e3, 1, 0 }, dec("[0,-0.5,1E-5,12.5e+3,1.0e0,-0e-0]"))
+    assert.are.equal("\127", dec('"\127"'))
+    assert.are.same({ a = {} }, dec(' \t\r\n{ "a" : [ ] } \n'))
+  end)
+
+  it("reads numbers exactly, long ones included", function()
+    local cases = {
+      "0.1", "0.30000000000000004", "1.7976931348623157e308", "5e-324", "2.2250738585072014e-308",
+      "123456789012345678901234567890", "0.000000000000000000000000000001", "9007199254740993.0",
+      "1e22", "1e23", "4.35", "3.141592653589793238462643383279", "1E400", "-1e-400", "100000000000000000000",
+      "18446744073709551615", "18446744073709551616", "-9223372036854775809",
+    }
+    for _, s in ipairs(cases) do
+      assert.are.equal(tonumber(s), dec(s), s)
+      assert.are.equal(tonumber(s), dec("[" .. s .. "]")[1], s)
+    end
   end)
 
   it("rejects control characters and invalid UTF-8 in the text", function()
@@ -511,7 +635,6 @@ describe("core.json_decode", function()
     dec_err('"\237\160\128"', "invalid UTF-8 at byte 2")
     dec_err('"\244\144\128\128"', "invalid UTF-8 at byte 2")
     dec_err('{"k\226\130":1}', "invalid UTF-8 at byte 4")
-    assert.are.equal("a\tb", dec('"a\tb"')) -- cJSON is lenient about raw tab/CR/LF
   end)
 
   it("limits nesting depth", function()
@@ -522,6 +645,34 @@ describe("core.json_decode", function()
     dec_err("[[[[1]]]]", "nesting deeper than 3 at byte 4", { max_depth = 3 })
     dec_err('{"a":{"b":[{}]}}', "nesting deeper than 2 at byte 11", { max_depth = 2 })
     dec_err('["[[[", [[1]]]', "nesting deeper than 2 at byte 10", { max_depth = 2 })
+  end)
+
+  it("limits the number of values (max_values, default 1000000)", function()
+    assert.are.same({ 1, 2, 3 }, dec("[1,2,3]", { max_values = 4 }))
+    local v, err, reason = decode("[1,2,3]", { max_values = 3 })
+    assert.is_nil(v)
+    assert.are.equal("more than 3 values (max_values) at byte 6", err)
+    assert.are.equal("too_large", reason)
+    dec_err('{"a":{"b":1}}', "more than 2 values (max_values) at byte 11", { max_values = 2 })
+    local million = "[" .. string.rep("0,", 999998) .. "0]" -- the array and 999999 zeros
+    assert.are.equal(999999, #dec(million))
+    dec_err("[0," .. million:sub(2), "more than 1000000 values (max_values) at byte 2000000")
+    assert.are.equal(1000000, #dec("[0," .. million:sub(2), { max_values = 1000001 }))
+    assert.are.equal("invalid", select(3, decode("[1,]")))
+    assert.has_error(function() decode("1", { max_values = 0 }) end)
+    assert.has_error(function() decode("1", { max_values = 1.5 }) end)
+    assert.has_error(function() decode("1", { max_values = "9" }) end)
+  end)
+
+  it("stops once deadline_ms has passed (the clock is read every 4096 values)", function()
+    local text = "[" .. string.rep("0,", 10000) .. "0]"
+    local v, err, reason = decode(text, { deadline_ms = core.monotonic_ms() - 1 })
+    assert.is_nil(v)
+    assert.are.equal("deadline_ms passed while decoding, at byte 8190", err) -- the 4096th value
+    assert.are.equal("timeout", reason)
+    assert.are.equal(10001, #dec(text, { deadline_ms = core.monotonic_ms() + 600000 }))
+    assert.are.same({ 1, 2 }, dec("[1,2]", { deadline_ms = 0 })) -- too small to look at the clock
+    assert.has_error(function() decode("1", { deadline_ms = "soon" }) end)
   end)
 
   it("raises only for bad arguments", function()
@@ -540,5 +691,22 @@ describe("core.json_decode", function()
       assert.truthy(encode({ text, 1.5, { d = true } }))
       assert.is_nil(encode({ text, 0 / 0 }))
     end
+  end)
+end)
+
+describe("customerio.json.decode", function()
+  local json = require("customerio.json")
+  it("gives error objects whose kind says what went wrong", function()
+    local v, err = json.decode("[1,2]", { max_values = 2 })
+    assert.is_nil(v)
+    assert.are.equal("too_large", err.kind)
+    assert.are.equal("more than 2 values (max_values) at byte 4", err.message)
+    v, err = json.decode("[01]")
+    assert.is_nil(v)
+    assert.are.equal("json", err.kind)
+    assert.are.equal("invalid JSON at byte 2: leading zero in number", err.message)
+    v, err = json.decode("[" .. string.rep("1,", 5000) .. "1]", { deadline_ms = core.monotonic_ms() - 1 })
+    assert.is_nil(v)
+    assert.are.equal("timeout", err.kind)
   end)
 end)

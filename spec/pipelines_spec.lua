@@ -221,16 +221,16 @@ describe("customerio.PipelinesClient", function()
         "items[1].userId or anonymousId is required" },
       { "batch item that is not a table", function(c) c:batch({ "x" }) end, "items[1] must be a table, got string" },
       { "a call over 32 KB", function(c) c:track({ userId = "1", event = "E", properties = { big = big } }) end,
-        "^payload is %d+ bytes as JSON; the limit is 32768 bytes$" },
+        "^payload is more than 32768 bytes as JSON; the limit is 32768 bytes$" },
       { "a batch item over 32 KB", function(c) c:batch({ { type = "identify", userId = "1", traits = { big = big } } }) end,
-        "^items%[1%] is %d+ bytes as JSON; the limit is 32768 bytes$" },
+        "^items%[1%] is more than 32768 bytes as JSON; the limit is 32768 bytes$" },
       { "a batch over 500 KB", function(c)
           local items = {}
           for i = 1, 20 do
             items[i] = { type = "track", userId = "1", event = "E", properties = { b = string.rep("x", 30000) } }
           end
           c:batch(items)
-        end, "^the batch is %d+ bytes as JSON; the limit is 512000 bytes$" },
+        end, "^the batch is more than 512000 bytes as JSON at items%[%d+%]; the limit is 512000 bytes$" },
     }
     for _, c in ipairs(cases) do
       it("refuses " .. c[1], function()

@@ -1,4 +1,4 @@
---- JSON encoding and decoding by the C core (cJSON underneath).
+--- JSON encoding and decoding by the C core (src/json_encode.c, src/json_decode.c).
 --
 -- `customerio.null` is JSON null; `customerio.array(t)` marks a table as an
 -- array so an empty one encodes as `[]`; decoded arrays keep that mark.
@@ -21,14 +21,21 @@ end
 
 --- Decode JSON text.
 -- @tparam string text
+-- The reader is strict RFC 8259 (no leading zeros, lone surrogates, raw control characters in
+-- strings or trailing data).
 -- @tparam[opt] table opts `ordered = true` keeps object key order (see docs), `max_depth`
--- @return value, or nil and an error object of kind "json" naming the byte offset
+-- (1000), `max_values` (values in the document, 1000000), `deadline_ms` (a
+-- `customerio.core.monotonic_ms()` instant after which decoding stops)
+-- @return value, or nil and an error object naming the byte offset: kind "json" for text that
+-- is not JSON, "too_large" past `max_values`, "timeout" past `deadline_ms`
 function json.decode(text, opts)
   if type(text) ~= "string" then
     return nil, errors.new({ kind = "json", message = "expected a string to decode, got " .. type(text) })
   end
-  local v, err = core.json_decode(text, opts)
-  if v == nil and err then return nil, errors.new({ kind = "json", message = err }) end
+  local v, err, reason = core.json_decode(text, opts)
+  if v == nil and err then
+    return nil, errors.new({ kind = (reason == "too_large" or reason == "timeout") and reason or "json", message = err })
+  end
   return v
 end
 

@@ -189,6 +189,7 @@ PipelinesClient.alias = call("alias")
 function PipelinesClient:batch(items)
   if type(items) ~= "table" or items[1] == nil then fail("items is required") end
   local parts = {}
+  local size = #'{"batch":[]}' - 1 -- counted as the items are encoded: stop at the first that passes
   for i = 1, #items do
     local at = "items[" .. i .. "]"
     local item = items[i]
@@ -197,11 +198,13 @@ function PipelinesClient:batch(items)
       at .. '.type must be one of "identify", "track", "page", "screen", "group" or "alias"')
     requires[item.type](item, at .. ".")
     parts[i] = ops.check_size(envelope(self, item, at .. "."), M.limits.request, at)
+    size = size + #parts[i] + 1
+    if size > M.limits.batch then
+      fail(string.format("the batch is more than %d bytes as JSON at %s; the limit is %d bytes", M.limits.batch, at,
+        M.limits.batch))
+    end
   end
   local body = '{"batch":[' .. table.concat(parts, ",") .. "]}"
-  if #body > M.limits.batch then
-    fail(string.format("the batch is %d bytes as JSON; the limit is %d bytes", #body, M.limits.batch))
-  end
   return self.client:request("POST", { "batch" }, { raw_body = body })
 end
 

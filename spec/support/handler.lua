@@ -151,6 +151,19 @@ local function dequeue(path, method)
   return nil
 end
 
+-- body compressed by the gzip command (blocking the worker: only for small scripted cases).
+local function gzip(body)
+  local name = os.tmpname()
+  local f = assert(io.open(name, "wb"))
+  f:write(body)
+  f:close()
+  local p = assert(io.popen("gzip -c -n -6 < '" .. name .. "'", "r"))
+  local out = p:read("*a")
+  p:close()
+  os.remove(name)
+  return out
+end
+
 local function is_bodyless(status)
   return status < 200 or status == 204 or status == 304
 end
@@ -167,12 +180,20 @@ local function play(spec)
   local body
   if spec.body_size then
     body = string.rep(spec.body_char or "a", tonumber(spec.body_size))
+  elseif type(spec.body_repeat) == "table" then
+    local r = spec.body_repeat
+    body = (r.head or "") .. string.rep(r.unit, tonumber(r.count)) .. (r.tail or "")
   elseif spec.body ~= nil then
     body = type(spec.body) == "string" and spec.body or json.encode(spec.body)
   elseif spec.redirect or is_bodyless(status) then
     body = ""
   else
     body = "{}"
+  end
+
+  if spec.gzip and #body > 0 then
+    body = gzip(body)
+    ngx.header["Content-Encoding"] = "gzip"
   end
 
   ngx.status = status

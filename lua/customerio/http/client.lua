@@ -50,6 +50,10 @@ local function set_header(headers, name, value)
   headers[name] = value
 end
 
+-- Most JSON values a response may hold (core.json_decode's max_values): bounds the memory and
+-- CPU a small compressed body can cost (a 58 KB gzip of "[0,0,0,...]" inflates to 30 M values).
+local DEFAULT_MAX_VALUES = 1000000
+
 local function positive_ms(v, name, default)
   if v == nil then return default end
   if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
@@ -61,7 +65,8 @@ end
 --- Create a client context.
 -- @tparam table opts `base_url` (required), `auth` (Authorization value), `user_agent`,
 -- `headers`, `timeout` (ms, default 10000), `connect_timeout` (ms), `retry`, `ca_file`,
--- `transport`, `secrets` (strings to redact from errors), `debug` (a function called with each
+-- `transport`, `max_response_values` (JSON values a response may hold, default 1000000),
+-- `secrets` (strings to redact from errors), `debug` (a function called with each
 -- line of a request log: method, URL, headers with credentials redacted, status or failure and
 -- timing; never bodies)
 -- @return client
@@ -81,6 +86,12 @@ function M.new(opts)
   self.debug = opts.debug
   self.ca_file, self.connect_timeout = opts.ca_file, opts.connect_timeout -- for customerio.queue
   self.max_response = opts.max_response -- for customerio.async
+  local max_values = opts.max_response_values
+  if max_values ~= nil and (type(max_values) ~= "number" or max_values < 1 or max_values > 2147483647 or
+      max_values ~= math.floor(max_values)) then
+    check.fail("max_response_values must be an integer from 1 to 2147483647")
+  end
+  self.max_response_values = max_values or DEFAULT_MAX_VALUES
   if opts.auth then self.secrets[#self.secrets + 1] = opts.auth end
   if opts.transport ~= nil then
     if type(opts.transport) ~= "table" and type(opts.transport) ~= "userdata" then
@@ -101,6 +112,7 @@ end
 local CLIENT_OPTIONS = {
   region = true, url = true, timeout = true, connect_timeout = true, retry = true, headers = true,
   user_agent = true, ca_file = true, transport = true, max_response = true, debug = true,
+  max_response_values = true,
 }
 
 --- Raise on an option that neither the API clients nor this client know.
@@ -151,6 +163,7 @@ function M.from_options(opts, fields)
     ca_file = opts.ca_file,
     transport = opts.transport,
     max_response = opts.max_response,
+    max_response_values = opts.max_response_values,
     debug = opts.debug,
   })
 end
@@ -191,10 +204,19 @@ function Client:build(method, path, o)
   }
 end
 
-local function decode_success(res)
+-- The decoded body of a 2xx response. Decoding counts against the call's timeout (it stops at
+-- `deadline`, a core.monotonic_ms() instant) and is bounded in values (`max_values`).
+local function decode_success(res, max_values, deadline, timeout)
   local body = res.body
   if body == nil or body == "" or not body:find("%S") then return {} end
-  local value, err = core.json_decode(body)
+  local value, err, reason = core.json_decode(body, { max_values = max_values, deadline_ms = deadline })
+  if reason == "too_large" or reason == "timeout" then
+    return nil, errors.new({
+      kind = reason, status = res.status, headers = res.headers, body = body:sub(1, 200),
+      message = reason == "timeout" and ("decoding the JSON response passed the timeout (" .. timeout .. " ms)")
+        or ("the JSON response has more than " .. max_values .. " values (max_response_values)"),
+    })
+  end
   if value == nil and err then
     local shown = #body > 200 and (body:sub(1, 200) .. "...") or body
     return nil, errors.new({
@@ -269,17 +291,17 @@ function Client:send(req)
   local current = req -- replaced, never changed in place, by redirects and retries
   while true do
     attempts = attempts + 1
-    local started = self.debug and core.monotonic_ms()
-    if started then log_request(self, current, attempts) end
+    local started = core.monotonic_ms()
+    if self.debug then log_request(self, current, attempts) end
     -- Never call the transport (or transport:sleep) through pcall or a metamethod: the async
     -- transport (customerio.async) yields here, which Lua 5.1 cannot do across a C call.
     local res, kind, message = transport:send(current, self.timeout)
-    if started then log_outcome(self, current, res, kind, message, core.monotonic_ms() - started) end
+    if self.debug then log_outcome(self, current, res, kind, message, core.monotonic_ms() - started) end
     local retryable, last
     if res then
       local status = res.status
       if status >= 200 and status < 300 then
-        local value, err = decode_success(res)
+        local value, err = decode_success(res, self.max_response_values, started + self.timeout, self.timeout)
         if not value then
           err.attempts, err.method, err.url = attempts, req.method, current.url
           return nil, errors.redact(err, self.secrets)

@@ -59,7 +59,8 @@ function M.refused(self, why, size)
   elseif why == "too_large" then
     return errors.new({
       kind = "too_large",
-      message = string.format("operation is %d bytes as JSON; the limit is %d bytes", size, self.op_bytes),
+      message = size and string.format("operation is %d bytes as JSON; the limit is %d bytes", size, self.op_bytes)
+        or string.format("operation is more than %d bytes as JSON; the limit is %d bytes", self.op_bytes, self.op_bytes),
     })
   end
   return errors.new({ kind = "closed", message = "queue is closed" })
@@ -67,12 +68,23 @@ end
 
 local methods = {}
 
-local ENCODE_OPTS = { root = "operation" }
+-- Encoding options per operation limit: the encoder stops as soon as an operation passes it
+-- (shared sub-tables cannot make it write gigabytes first).
+local encode_options = setmetatable({}, { __index = function(t, max)
+  local o = { root = "operation", max_bytes = max }
+  t[max] = o
+  return o
+end })
 
--- Encode and enqueue a built operation.
+-- Encode and enqueue a built operation. One over op_bytes is refused (and counted) like the
+-- queue refuses one for its size, without being encoded whole.
 local function enqueue(self, op)
-  local json, err = core.json_encode(op, ENCODE_OPTS)
-  if not json then fail(err) end
+  local json, err, reason = core.json_encode(op, encode_options[self.op_bytes])
+  if not json then
+    if reason ~= "too_large" then fail(err) end
+    if self._q then self._rejected = self._rejected + 1 else self.rejected = self.rejected + 1 end
+    return nil, M.refused(self, "too_large")
+  end
   return self:push_json(json)
 end
 

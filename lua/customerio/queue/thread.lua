@@ -178,7 +178,7 @@ function M.new(track, opts)
     reporter = reporter,
   })
   return setmetatable({
-    _q = q, _report = reporter, op_bytes = op_bytes, url = t.url,
+    _q = q, _report = reporter, op_bytes = op_bytes, url = t.url, _rejected = 0,
     max_events = opts.max_events or d.max_events, max_bytes = opts.max_bytes or d.max_bytes,
   }, Queue)
 end
@@ -250,7 +250,9 @@ end
 -- @treturn table
 function Queue:stats()
   self:poll()
-  return self._q:stats()
+  local s = self._q:stats()
+  s.rejected = s.rejected + self._rejected -- refused while encoding, before reaching the worker
+  return s
 end
 
 --- Hands reports `{kind, status, message, body, detail, attempts, ops}` to on_error.

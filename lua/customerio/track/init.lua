@@ -119,7 +119,7 @@ end
 function TrackClient:identify(customer_id, data)
   local id = ops.person_id(customer_id, "customer_id")
   data = ops.attributes(check.optional_table(data, "data"), "data")
-  return send(self, "PUT", { "customers", id }, data, { body_name = "data" })
+  return send(self, "PUT", { "customers", id }, ops.check_size(data, limits.identify, "data"))
 end
 
 --- Delete a person: `DELETE /customers/{customer_id}`. Also named `delete`.
@@ -332,14 +332,16 @@ end
 function TrackClient:batch(operations)
   if type(operations) ~= "table" or operations[1] == nil then fail("operations is required") end
   local list, parts = {}, {}
+  local size = #'{"batch":[]}' - 1 -- counted as the operations are encoded: stop at the first that passes
   for i = 1, #operations do
     list[i], parts[i] = ops.validate(operations[i], "operations[" .. i .. "]", self.event_ids)
+    size = size + #parts[i] + 1
+    if size > limits.batch then
+      fail(string.format("the batch is more than %d bytes as JSON at operations[%d]; the limit is %d bytes " ..
+        "(send fewer operations per batch)", limits.batch, i, limits.batch))
+    end
   end
   local body = '{"batch":[' .. table.concat(parts, ",") .. "]}"
-  if #body > limits.batch then
-    fail(string.format("the batch is %d bytes as JSON; the limit is %d bytes (send fewer operations per batch)",
-      #body, limits.batch))
-  end
   local result, res = send(self, "POST", { "batch" }, body, { base = self.v2_url })
   if type(result) ~= "table" then return result, res end
   result.failed = failures(result, list)

@@ -35,6 +35,11 @@ M.limits = {
   entity = 32 * 1024,       -- one v2 operation, JSON-encoded
   batch = 500 * 1024,       -- a v2 batch request body
   segment_ids = 1000,       -- ids per segment add/remove request
+  -- A v1 identify body. Customer.io documents no overall size, only per-call limits: at most
+  -- 300 attributes, names of 150 bytes, values of 1000 bytes. This is the largest body those
+  -- allow (300 * (150 + 1000) bytes, plus quotes, colons and commas), so that a value built
+  -- of shared tables is refused as soon as its encoding passes it.
+  identify = 300 * (150 + 1000 + 6) + 2,
 }
 local limits = M.limits
 
@@ -59,17 +64,19 @@ function M.encode(value, root)
   return s
 end
 
---- Raise unless the JSON encoding of a value fits in `max` bytes.
+--- Raise unless the JSON encoding of a value fits in `max` bytes. The encoder stops as soon
+-- as its output passes `max`, so the size in the error is a lower bound.
 -- @param value
 -- @tparam number max bytes
 -- @tparam string what how the value is named in the error
 -- @treturn string the encoding
 function M.check_size(value, max, what)
-  local s = M.encode(value, what)
-  if #s > max then
-    fail(string.format("%s is %d bytes as JSON; the limit is %d bytes", what, #s, max))
+  local s, err, reason = core.json_encode(value, { root = what, max_bytes = max })
+  if s then return s end
+  if reason == "too_large" then
+    fail(string.format("%s is more than %d bytes as JSON; the limit is %d bytes", what, max, max))
   end
-  return s
+  fail(err)
 end
 
 --- A copy of t with some fields changed; the metatable is kept (a key order recorded by
