@@ -154,6 +154,60 @@ describe("hostile input", function()
       still_works(t)
     end)
 
+    -- On LuaJIT and 5.1 every number is a double; tostring() would write 14 digits
+    -- (1.2345678901235e+14), sending two people to one profile.
+    it("sends integral numeric ids as their exact digits, up to 2^53 - 1", function()
+      local t = track()
+      local cases = {
+        { 123456789012345, "123456789012345" }, { 123456789012346, "123456789012346" },
+        { 2 ^ 53 - 1, "9007199254740991" }, { -(2 ^ 53 - 1), "-9007199254740991" },
+        { 1e15, "1000000000000000" }, { 0, "0" }, { -0.0, "0" }, { 42.5, "42.5" },
+      }
+      for _, case in ipairs(cases) do
+        assert(t:identify(case[1], {}))
+        assert.are.equal("/api/v1/customers/" .. case[2], server.last().path)
+      end
+      assert(t:track(2 ^ 53 - 2, "ev"))
+      assert.are.equal("/api/v1/customers/9007199254740990/events", server.last().path)
+      assert(t:add_device(123456789012345, 123456789012347, "ios"))
+      local got = server.last()
+      assert.are.equal("/api/v1/customers/123456789012345/devices", got.path)
+      assert.truthy(got.body:find('"id":123456789012347[,}]'), got.body)
+      assert(t:delete_device(123456789012345, 123456789012347))
+      assert.are.equal("/api/v1/customers/123456789012345/devices/123456789012347", server.last().path)
+    end)
+
+    it("refuses numeric ids from 2^53 on, saying to pass a string, sending nothing", function()
+      local t = track()
+      for _, v in ipairs({ 2 ^ 53, -(2 ^ 53), 2 ^ 60, 1e300 }) do
+        local msg = raised(function() t:identify(v, {}) end)
+        assert.matches("^customer_id is %S+, beyond 2%^53, where a double cannot hold every integer; "
+          .. "pass the id as a string$", msg)
+      end
+      assert.matches("pass the id as a string", raised(function() t:add_device("p", 2 ^ 53 + 2, "ios") end))
+      assert.matches("^operation.identifiers.object_id is .*pass the id as a string$", raised(function()
+        t:entity({ type = "object", action = "identify", identifiers = { object_type_id = 1, object_id = 2 ^ 54 } })
+      end))
+      assert.are.equal(0, server.count())
+      if math.type then -- 5.3+: integers are exact at any size
+        assert(t:identify(math.tointeger(2 ^ 62), {}))
+        assert.are.equal("/api/v1/customers/4611686018427387904", server.last().path)
+      end
+    end)
+
+    it("sends numeric App API path parameters and query lists exactly", function()
+      local api = customerio.APIClient.new("appkey_hostile", { url = server.url() .. "/v1", retry = false })
+      assert(api:get_segment(123456789012345))
+      assert.are.equal("/v1/segments/123456789012345", server.last().path)
+      assert(api:get_attributes(123456789012346))
+      assert.are.equal("/v1/customers/123456789012346/attributes?id_type=id", server.last().path)
+      assert.matches("^segment_id is .*pass the id as a string$", raised(function() api:get_segment(2 ^ 53) end))
+      local c = client()
+      assert(c:request("GET", { "x" }, { query = { { "ids", { 123456789012345, 123456789012346 } },
+        { "n", 123456789012347 } } }))
+      assert.are.equal("ids=123456789012345%2C123456789012346&n=123456789012347", server.last().query)
+    end)
+
     it("encodes query values: an email lookup cannot add parameters", function()
       local c = client()
       assert(c:request("GET", { "customers" }, { query = { { "email", "a@b.c&admin=1#x" } } }))

@@ -263,7 +263,7 @@ end
 -- @treturn table|nil
 function TrackClient:add_device(customer_id, device_id, platform, data)
   local id = ops.person_id(customer_id, "customer_id")
-  check.required(device_id, "device_id")
+  check.id(device_id, "device_id") -- a number stays a number on the wire, but must be exact
   check.required(platform, "platform")
   local device = ops.device_data({ id = device_id, platform = platform }, data, "data")
   return send(self, "PUT", { "customers", id, "devices" }, { device = device })
