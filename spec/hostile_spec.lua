@@ -218,6 +218,55 @@ describe("hostile input", function()
   end)
 
   describe("header values are checked, never injected", function()
+    -- Header names are case-insensitive: "authorization" must not go out beside the client's
+    -- "Authorization", nor replace it (docs/SECURITY.md, Credentials).
+    it("refuses a per-request Authorization in any case, sending nothing", function()
+      local api = customerio.APIClient.new("appkey_hostile", { url = server.url() .. "/v1", retry = false })
+      for _, name in ipairs({ "authorization", "Authorization", "AUTHORIZATION", "aUtHoRiZaTiOn" }) do
+        local msg = raised(function() api:request("GET", "/x", { headers = { [name] = "Bearer attacker" } }) end)
+        assert.are.equal("headers: header " .. name .. " is not allowed; the client sends its own credentials", msg)
+      end
+      local t = track()
+      assert.matches("is not allowed", raised(function()
+        t.client:request("GET", { "x" }, { headers = { authorization = "Basic YTpi" } })
+      end))
+      assert.are.equal(0, server.count())
+      assert(api:request("GET", "/x"))
+      assert.are.equal("Bearer appkey_hostile", server.last().headers.authorization)
+      still_works(t)
+    end)
+
+    it("folds header case: a per-request header replaces the client's, one goes out", function()
+      local c = client({ headers = { ["X-Team"] = "growth" } })
+      assert(c:request("GET", { "x" }, { headers = { ["x-team"] = "sales", ["user-agent"] = "agent/2" } }))
+      local h = server.last().headers
+      assert.are.equal("sales", h["x-team"]) -- "growth, sales" if both went out
+      assert.are.equal("agent/2", h["user-agent"])
+      assert.are.equal(AUTH, h.authorization)
+      -- The client's own header options: its credentials win, in any case, and only they go out.
+      local api = customerio.APIClient.new("appkey_hostile", { url = server.url() .. "/v1", retry = false,
+        headers = { aUTHORIZATION = "Bearer attacker" } })
+      assert(api:request("GET", "/x"))
+      assert.are.equal("Bearer appkey_hostile", server.last().headers.authorization)
+    end)
+
+    it("refuses one header given twice in two cases", function()
+      assert.are.equal("headers: header X-A is given twice (as X-A and x-a)",
+        raised(function() track({ headers = { ["X-A"] = "1", ["x-a"] = "2" } }) end))
+      local c = client()
+      assert.are.equal("headers: header X-B is given twice (as X-B and x-B)",
+        raised(function() c:request("GET", { "x" }, { headers = { ["X-B"] = "1", ["x-B"] = "2" } }) end))
+      -- A transport given such a request (bypassing the client) refuses it too.
+      local transport = require("customerio.transport.curl").new()
+      local res, kind, msg = transport:send({ method = "GET", url = server.url() .. "/raw",
+        headers = { Authorization = "Bearer a", authorization = "Bearer b" } }, 2000)
+      assert.is_nil(res)
+      assert.are.equal("request", kind)
+      assert.are.equal("header authorization is given twice, in two cases", msg)
+      assert.are.equal(0, server.count())
+      still_works(c)
+    end)
+
     it("refuses CR/LF in a header option", function()
       local msg = raised(function() track({ headers = { ["X-A"] = "1\r\nX-Injected: 1" } }) end)
       assert.are.equal("headers: header X-A contains CR, LF or NUL", msg)

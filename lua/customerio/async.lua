@@ -410,6 +410,8 @@ function Transport:send(req, timeout_ms)
     })
     return self.blocking:send(req, timeout_ms)
   end
+  local repeated = require("customerio.transport").repeated_header(req.headers)
+  if repeated then return nil, "request", repeated end
   local id, kind, message = engine:handle():add(req.method, req.url, req.headers, req.body, timeout_ms,
     self.connect_timeout, self.ca_file, self.max_response)
   if not id then return nil, kind, message end

@@ -30,13 +30,6 @@ local function check_header(name, value, where)
   return value
 end
 
-local function merge_headers(dst, src, where)
-  if src == nil then return dst end
-  if type(src) ~= "table" then check.fail(where .. " must be a table") end
-  for k, v in pairs(src) do dst[k] = check_header(k, v, where) end
-  return dst
-end
-
 -- Header names are case-insensitive: a user's "authorization" must not sit beside ours.
 local function set_header(headers, name, value)
   local lower = name:lower()
@@ -44,6 +37,32 @@ local function set_header(headers, name, value)
     if k:lower() == lower then headers[k] = nil end
   end
   headers[name] = value
+end
+M.set_header = set_header
+
+-- Copy src's headers into dst, replacing dst's of the same name in any case. A name given
+-- twice in src (in two cases) raises: which one was meant cannot be known. With `auth`
+-- (a request's headers, on a client with credentials), an Authorization header raises:
+-- credentials come from the client's key, never from one call (docs/SECURITY.md).
+local function merge_headers(dst, src, where, auth)
+  if src == nil then return dst end
+  if type(src) ~= "table" then check.fail(where .. " must be a table") end
+  local seen = {}
+  for k, v in pairs(src) do
+    v = check_header(k, v, where)
+    local lower = k:lower()
+    if auth and lower == "authorization" then
+      check.fail(where .. ": header " .. k .. " is not allowed; the client sends its own credentials")
+    end
+    if seen[lower] then
+      local a, b = seen[lower], k
+      if b < a then a, b = b, a end
+      check.fail(where .. ": header " .. a .. " is given twice (as " .. a .. " and " .. b .. ")")
+    end
+    seen[lower] = k
+    set_header(dst, k, v)
+  end
+  return dst
 end
 
 local function positive_ms(v, name, default)
@@ -69,6 +88,8 @@ function M.new(opts)
   self.base_url = opts.base_url:gsub("/+$", "")
   self.timeout = positive_ms(opts.timeout, "timeout", 10000)
   self.retry = retry.policy(opts.retry)
+  -- An Authorization among the client's own header options is replaced by its credentials
+  -- (set_header below); one in a single request's headers raises (see merge_headers).
   self.headers = merge_headers({}, opts.headers, "headers")
   if opts.auth then set_header(self.headers, "Authorization", check_header("Authorization", opts.auth, "auth")) end
   set_header(self.headers, "User-Agent", check_header("User-Agent", opts.user_agent or "", "user_agent"))
@@ -170,7 +191,7 @@ function Client:build(method, path, o)
   o = o or {}
   local headers = {}
   for k, v in pairs(self.headers) do headers[k] = v end
-  if o.headers then merge_headers(headers, o.headers, "headers") end
+  if o.headers then merge_headers(headers, o.headers, "headers", self.headers.Authorization ~= nil) end
   set_header(headers, "Content-Type", o.content_type or "application/json")
   if o.auth == false then set_header(headers, "Authorization", nil) end
   local body = o.raw_body

@@ -63,7 +63,7 @@ function PipelinesClient.new(write_key, opts)
   local root = Client.root(opts, region.cdp .. "/v1")
   local headers = {}
   for k, v in pairs(check.optional_table(opts.headers, "headers")) do headers[k] = v end
-  if opts.strict_mode then headers["X-Strict-Mode"] = "1" end
+  if opts.strict_mode then Client.set_header(headers, "X-Strict-Mode", "1") end
   local credentials = core.base64_encode(write_key .. ":")
   local self = setmetatable({}, PipelinesClient)
   self.region = region

@@ -594,6 +594,8 @@ function Ngx:send(req, timeout_ms)
   if not scheme then return nil, "request", host end
   local method = req.method or "GET"
   if type(method) ~= "string" or not method:match("^%u+$") then return nil, "request", "invalid HTTP method" end
+  local repeated = require("customerio.transport").repeated_header(req.headers)
+  if repeated then return nil, "request", repeated end
 
   local out
   if self.backend == "builtin" then
