@@ -204,12 +204,12 @@ function Client:build(method, path, o)
   }
 end
 
-local function decode_success(res)
+local function decode_success(res, secrets)
   local body = res.body
   if body == nil or body == "" or not body:find("%S") then return {} end
   local value, err = core.json_decode(body)
   if value == nil and err then
-    local shown = #body > 200 and (body:sub(1, 200) .. "...") or body
+    local shown = errors.cut(body, 200, secrets)
     return nil, errors.new({
       kind = "json", status = res.status, headers = res.headers, body = body,
       message = "Unable to parse JSON response: " .. err .. "; body: " .. shown,
@@ -292,7 +292,7 @@ function Client:send(req)
     if res then
       local status = res.status
       if status >= 200 and status < 300 then
-        local value, err = decode_success(res)
+        local value, err = decode_success(res, self.secrets)
         if not value then
           err.attempts, err.method, err.url = attempts, req.method, current.url
           return nil, errors.redact(err, self.secrets)
@@ -328,7 +328,7 @@ function Client:send(req)
         attempts = attempts - 1
       else
         retryable = retry.status_retryable(policy, status)
-        last = errors.from_response(res, { retryable = retryable })
+        last = errors.from_response(res, { retryable = retryable }, self.secrets)
       end
     else
       retryable = retry.kind_retryable(kind)

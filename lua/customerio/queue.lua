@@ -96,11 +96,12 @@ local function report_error(r, secrets)
     })
   elseif r.kind == "http" and r.status and r.status ~= 207 then
     err = errors.from_response({ status = r.status, body = r.body, headers = {} },
-      { attempts = r.attempts, retryable = false })
+      { attempts = r.attempts, retryable = false }, secrets)
   else
     err = errors.new({ kind = r.kind, status = r.status, message = r.message, body = r.body, attempts = r.attempts })
   end
-  return errors.redact(err, secrets)
+  -- The worker keeps at most 1 MiB of a response body: mask a partial secret at its end too.
+  return errors.redact(err, secrets, true)
 end
 
 -- The function that hands reports to on_error; also kept by the C userdata for __gc, so it

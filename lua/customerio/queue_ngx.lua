@@ -197,9 +197,9 @@ local function send_batch(self, parts, bytes)
       local e = entries[1]
       local msg = type(e.message) == "string" and e.message or type(e.reason) == "string" and e.reason or "operation rejected"
       if type(e.field) == "string" and not msg:find(e.field, 1, true) then msg = e.field .. ": " .. msg end
-      report(self, { parts[k] }, errors.new({
+      report(self, { parts[k] }, errors.redact(errors.new({
         kind = "http", status = 207, message = msg, reason = e.reason, field = e.field, errors = entries,
-      }))
+      }), client.secrets))
     end
   end
 end

@@ -20,6 +20,7 @@ local customerio = require("customerio")
 local core = require("customerio.core")
 local check = require("customerio.check")
 local Client = require("customerio.client")
+local errors = require("customerio.errors")
 local ops = require("customerio.operations")
 local timestamp = require("customerio.timestamp")
 
@@ -300,11 +301,13 @@ function TrackClient:entity(operation)
   return send(self, "POST", { "entity" }, body, { base = self.v2_url })
 end
 
--- The 207 partial failures of a batch as a list with 1-based indexes and the operations.
-local function failures(result, list)
+-- The 207 partial failures of a batch as a list with 1-based indexes and the operations. A
+-- server that echoes the request may put the credentials into `errors`: they are redacted.
+local function failures(result, list, secrets)
   local failed = {}
   local errs = type(result) == "table" and result.errors
   if type(errs) == "table" then
+    errors.redact({ errors = errs }, secrets)
     for _, e in ipairs(errs) do
       if type(e) == "table" then
         local i = tonumber(e.batch_index)
@@ -342,7 +345,7 @@ function TrackClient:batch(operations)
   end
   local result, res = send(self, "POST", { "batch" }, body, { base = self.v2_url })
   if type(result) ~= "table" then return result, res end
-  result.failed = failures(result, list)
+  result.failed = failures(result, list, self.client.secrets)
   return result, res
 end
 
