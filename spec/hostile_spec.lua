@@ -346,6 +346,103 @@ describe("hostile input", function()
     end)
   end)
 
+  -- Every time argument: NaN and negative numbers raise; math.huge and absurdly large values
+  -- mean "as long as needed", clamped to check.MAX_MS (2^31 - 1 ms), and never reach C as a
+  -- double out of int64 range (undefined behaviour: q:close(math.huge) used to hang or to
+  -- drop every queued event).
+  describe("time arguments (milliseconds)", function()
+    local check = require("customerio.check")
+    local HUGE = { math.huge, 1e300, 1e19, 2 ^ 63 }
+    local BAD = { 0 / 0, -1, -math.huge, "10" }
+
+    it("clamps huge client timeouts and refuses NaN and negatives", function()
+      for _, v in ipairs(HUGE) do
+        local t = track({ timeout = v, connect_timeout = v })
+        assert.are.equal(check.MAX_MS, t.client.timeout)
+        assert.are.equal(check.MAX_MS, t.client.connect_timeout)
+        assert(t:identify("huge", {}))
+      end
+      for _, v in ipairs(BAD) do
+        assert.are.equal("timeout must be a positive number of milliseconds", raised(function() track({ timeout = v }) end))
+        assert.are.equal("connect_timeout must be a positive number of milliseconds",
+          raised(function() track({ connect_timeout = v }) end))
+      end
+      assert.matches("positive", raised(function() track({ timeout = 0 }) end))
+    end)
+
+    it("clamps huge retry times and refuses NaN and negatives", function()
+      for _, v in ipairs(HUGE) do
+        local t = track({ retry = { max_retries = 0, min_timeout = v, max_timeout = v, max_total_backoff = v,
+          retry_after_max = v } })
+        local p = t.client.retry
+        assert.are.same({ check.MAX_MS, check.MAX_MS, check.MAX_MS, math.floor(check.MAX_MS / 1000) },
+          { p.min_timeout, p.max_timeout, p.max_total_backoff, p.retry_after_max })
+      end
+      for _, v in ipairs(BAD) do
+        assert.are.equal("retry.min_timeout must be a number of milliseconds, 0 or more",
+          raised(function() track({ retry = { min_timeout = v } }) end))
+        assert.are.equal("retry.retry_after_max must be a number of seconds, 0 or more",
+          raised(function() track({ retry = { retry_after_max = v } }) end))
+      end
+    end)
+
+    it("queue flush and close with a huge timeout deliver everything and return", function()
+      for _, v in ipairs(HUGE) do
+        server.reset()
+        local q = customerio.Queue.new(track(), { flush_interval = v, close_timeout = v, timeout = v,
+          connect_timeout = v })
+        for i = 1, 3 do assert.is_true(q:identify("q" .. i, { n = i })) end
+        assert.is_true(q:flush(v))
+        assert.is_true(q:identify("q4", {}))
+        assert.is_true(q:close(v))
+        local s = q:stats()
+        assert.are.same({ 4, 0, 0 }, { s.sent, s.failed, s.queued })
+        assert.are.equal(2, server.count())
+      end
+    end)
+
+    it("queue options, flush and close refuse NaN and negatives (Lua and C)", function()
+      for _, v in ipairs(BAD) do
+        for _, name in ipairs({ "flush_interval", "close_timeout", "timeout", "connect_timeout" }) do
+          assert.matches("^" .. name .. " must be a ", raised(function() customerio.Queue.new(track(), { [name] = v }) end))
+        end
+      end
+      local q = customerio.Queue.new(track())
+      for _, v in ipairs(BAD) do
+        assert.matches("^timeout_ms must be a number of milliseconds, 0 or more$", raised(function() q:flush(v) end))
+        assert.matches("^timeout_ms must be a number of milliseconds, 0 or more$", raised(function() q:close(v) end))
+      end
+      -- The C core checks too: its queue userdata, whoever calls it.
+      for _, v in ipairs({ 0 / 0, -1 }) do
+        assert.matches("milliseconds, 0 or more", raised(function() q._q:flush(v) end))
+        assert.matches("milliseconds, 0 or more", raised(function() q._q:close(v) end))
+        assert.matches("milliseconds, 0 or more", raised(function() core.sleep_ms(v) end))
+      end
+      assert.is_true(q._q:flush(math.huge))
+      assert.is_true(q:close(0))
+    end)
+
+    it("async poll and wait take math.huge and refuse NaN and negatives", function()
+      local async = require("customerio.async")
+      local engine = async.engine()
+      local a = async.wrap(track(), { engine = engine })
+      for _, v in ipairs(HUGE) do
+        local got
+        a:identify("async", {}, function(res) got = res end)
+        assert.are.equal(1, a:poll(v))
+        assert.are.same({}, got)
+        a:identify("async", {}, function(res) got = res end)
+        assert.is_true(a:wait(v))
+        assert.are.equal(0, engine:poll(v)) -- nothing pending: returns at once
+      end
+      for _, v in ipairs(BAD) do
+        assert.matches("^poll: timeout_ms must be a number of milliseconds, 0 or more$", raised(function() a:poll(v) end))
+        assert.matches("^wait: timeout_ms must be", raised(function() a:wait(v) end))
+        assert.matches("^poll: timeout_ms must be", raised(function() engine:poll(v) end))
+      end
+    end)
+  end)
+
   describe("request payloads", function()
     it("refuses invalid UTF-8 in a value, naming the path, sending nothing", function()
       local t = track()

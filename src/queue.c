@@ -987,6 +987,18 @@ static lua_Integer queue_opt_int(lua_State *L, int t, const char *name, lua_Inte
   return v;
 }
 
+/* A time option in ms: NaN and negative values raise, +inf and huge values become CIO_MS_MAX. */
+static int64_t queue_opt_ms(lua_State *L, int t, const char *name, int64_t def, int64_t min) {
+  int64_t v = def;
+  lua_getfield(L, t, name);
+  if (!lua_isnil(L, -1)) {
+    v = cio_ms_from_number(luaL_checknumber(L, -1));
+    if (v < min) luaL_error(L, "queue option %s out of range", name);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
 static double queue_opt_num(lua_State *L, int t, const char *name, double def) {
   double v = def;
   lua_getfield(L, t, name);
@@ -1019,14 +1031,14 @@ static void queue_read_options(lua_State *L, queue_state *q) {
   luaL_checktype(L, 1, LUA_TTABLE);
   q->url = queue_opt_str(L, 1, "url", 1);
   q->ca_file = queue_opt_str(L, 1, "ca_file", 0);
-  q->timeout_ms = (long)queue_opt_int(L, 1, "timeout", 10000, 1);
-  q->connect_timeout_ms = (long)queue_opt_int(L, 1, "connect_timeout", 10000, 1);
+  q->timeout_ms = (long)queue_opt_ms(L, 1, "timeout", 10000, 1);
+  q->connect_timeout_ms = (long)queue_opt_ms(L, 1, "connect_timeout", 10000, 1);
   q->max_events = (size_t)queue_opt_int(L, 1, "max_events", 100000, 1);
   q->max_bytes = (size_t)queue_opt_int(L, 1, "max_bytes", 64 * 1024 * 1024, 1);
   q->op_max = (size_t)queue_opt_int(L, 1, "op_max", 32 * 1024, 1);
   q->batch_bytes = (size_t)queue_opt_int(L, 1, "batch_bytes", 500 * 1024, 64);
-  q->flush_interval_ms = (int64_t)queue_opt_int(L, 1, "flush_interval", 1000, 0);
-  q->close_timeout_ms = (int64_t)queue_opt_int(L, 1, "close_timeout", 10000, 0);
+  q->flush_interval_ms = queue_opt_ms(L, 1, "flush_interval", 1000, 0);
+  q->close_timeout_ms = queue_opt_ms(L, 1, "close_timeout", 10000, 0);
   q->max_in_flight = (int)queue_opt_int(L, 1, "max_in_flight", 4, 1);
   if (q->max_in_flight > QUEUE_MAX_SLOTS) luaL_error(L, "queue option max_in_flight must be at most %d", QUEUE_MAX_SLOTS);
   if (q->op_max + QUEUE_BATCH_OVERHEAD > q->batch_bytes)
@@ -1362,14 +1374,14 @@ static int queue_poll(lua_State *L) {
  */
 static int queue_flush(lua_State *L) {
   queue_state *q = queue_check(L);
-  lua_Number timeout = luaL_optnumber(L, 2, 10000);
+  int64_t timeout = cio_ms_from_number(luaL_optnumber(L, 2, 10000));
   int clean;
-  luaL_argcheck(L, timeout >= 0, 2, "timeout must not be negative");
+  luaL_argcheck(L, timeout >= 0, 2, "timeout must be a number of milliseconds, 0 or more");
   pthread_mutex_lock(&q->mu);
   q->flush_target = q->enqueued;
   q->wake_pending = 0;
   queue_wake_locked(q);
-  clean = queue_wait_locked(q, (int64_t)timeout);
+  clean = queue_wait_locked(q, timeout);
   pthread_mutex_unlock(&q->mu);
   lua_pushboolean(L, clean);
   return 1;
@@ -1383,9 +1395,9 @@ static int queue_flush(lua_State *L) {
  */
 static int queue_close(lua_State *L) {
   queue_state *q = queue_check(L);
-  lua_Number timeout = luaL_optnumber(L, 2, (lua_Number)q->close_timeout_ms);
-  luaL_argcheck(L, timeout >= 0, 2, "timeout must not be negative");
-  lua_pushboolean(L, queue_shutdown(q, (int64_t)timeout));
+  int64_t timeout = cio_ms_from_number(luaL_optnumber(L, 2, (lua_Number)q->close_timeout_ms));
+  luaL_argcheck(L, timeout >= 0, 2, "timeout must be a number of milliseconds, 0 or more");
+  lua_pushboolean(L, queue_shutdown(q, timeout));
   return 1;
 }
 

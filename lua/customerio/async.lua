@@ -34,6 +34,7 @@
 -- @module customerio.async
 local core = require("customerio.core")
 local errors = require("customerio.errors")
+local check = require("customerio.check")
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 local create, resume, yield, running, status = coroutine.create, coroutine.resume, coroutine.yield,
@@ -282,11 +283,7 @@ local function poll_once(self, wait)
 end
 
 local function check_timeout(timeout_ms, name)
-  if timeout_ms == nil then return 0 end
-  if type(timeout_ms) ~= "number" or timeout_ms ~= timeout_ms or timeout_ms < 0 then
-    error(name .. ": timeout must be a non-negative number of milliseconds", 3)
-  end
-  return timeout_ms
+  return check.ms(timeout_ms, name .. ": timeout_ms", { default = 0 })
 end
 
 -- One poll: at least one non-blocking pass over the transfers, then passes that wait up to
@@ -423,6 +420,7 @@ end
 --- Wait ms milliseconds between retries: inside an async call, yield until poll sees the
 -- deadline pass.
 function Transport:sleep(ms)
+  ms = check.ms(ms, "sleep: ms")
   if not self.engine:current() then return core.sleep_ms(ms) end
   yield(TOKEN, "sleep", now_ms() + ms)
 end

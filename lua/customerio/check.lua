@@ -68,6 +68,31 @@ function check.id(v, name)
   return v
 end
 
+--- The longest wait any time argument stands for: 2^31 - 1 ms, about 24.8 days (the longest
+-- timeout libcurl and poll(2) take as an int; the C core clamps to the same, CIO_MS_MAX).
+check.MAX_MS = 2147483647
+
+--- Check a time argument in milliseconds and clamp it to `check.MAX_MS`.
+-- NaN, negative numbers (and 0 with `positive`) and non-numbers raise
+-- `"<name> must be a positive number of milliseconds"` (or `"... a number of milliseconds, 0
+-- or more"`). `math.huge` means "as long as needed" and, like any larger value, becomes
+-- `opts.max` (default `check.MAX_MS`).
+-- @param v value; nil gives `opts.default`
+-- @tparam string name parameter name for errors
+-- @tparam[opt] table opts `default`, `positive` (refuse 0), `max`, `unit` ("milliseconds")
+-- @treturn number|nil
+function check.ms(v, name, opts)
+  opts = opts or {}
+  if v == nil then return opts.default end
+  if type(v) ~= "number" or v ~= v or v < 0 or (opts.positive and v == 0) then
+    fail(name .. (opts.positive and " must be a positive number of " or " must be a number of ")
+      .. (opts.unit or "milliseconds") .. (opts.positive and "" or ", 0 or more"))
+  end
+  local max = opts.max or check.MAX_MS
+  if v > max then return max end
+  return v
+end
+
 --- Raise unless v is nil or a table.
 -- @param v value
 -- @tparam string name parameter name

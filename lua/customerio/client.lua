@@ -66,11 +66,7 @@ local function merge_headers(dst, src, where, auth)
 end
 
 local function positive_ms(v, name, default)
-  if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
-    check.fail(name .. " must be a positive number of milliseconds")
-  end
-  return v
+  return check.ms(v, name, { positive = true, default = default })
 end
 
 --- Create a client context.
@@ -96,7 +92,8 @@ function M.new(opts)
   self.secrets = opts.secrets or {}
   if opts.debug ~= nil and type(opts.debug) ~= "function" then check.fail("debug must be a function") end
   self.debug = opts.debug
-  self.ca_file, self.connect_timeout = opts.ca_file, opts.connect_timeout -- for customerio.queue
+  self.ca_file = opts.ca_file -- for customerio.queue
+  self.connect_timeout = positive_ms(opts.connect_timeout, "connect_timeout")
   self.max_response = opts.max_response -- for customerio.async
   if opts.auth then self.secrets[#self.secrets + 1] = opts.auth end
   if opts.transport ~= nil then
@@ -105,10 +102,9 @@ function M.new(opts)
     end
     self.transport = opts.transport
   else
-    positive_ms(opts.connect_timeout, "connect_timeout")
     if opts.ca_file ~= nil and type(opts.ca_file) ~= "string" then check.fail("ca_file must be a path") end
     self.transport = require("customerio.transport").default({
-      ca_file = opts.ca_file, connect_timeout = opts.connect_timeout, max_response = opts.max_response,
+      ca_file = opts.ca_file, connect_timeout = self.connect_timeout, max_response = opts.max_response,
     })
   end
   return self

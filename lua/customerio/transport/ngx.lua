@@ -19,6 +19,7 @@
 -- here; it only separates keep-alive pools. See examples/openresty/README.md.
 -- @module customerio.transport.ngx
 local ngx = ngx
+local check = require("customerio.check")
 
 local M = {}
 
@@ -108,8 +109,8 @@ function M.new(opts)
   return setmetatable({
     name = "ngx",
     backend = backend,
-    connect_timeout = positive(opts.connect_timeout, "connect_timeout", 10000),
-    keepalive_timeout = positive(opts.keepalive_timeout, "keepalive_timeout", 30000),
+    connect_timeout = check.ms(opts.connect_timeout, "connect_timeout", { positive = true, default = 10000 }),
+    keepalive_timeout = check.ms(opts.keepalive_timeout, "keepalive_timeout", { positive = true, default = 30000 }),
     pool_size = math.floor(positive(opts.pool_size, "pool_size", 30)),
     max_response = positive(opts.max_response, "max_response", DEFAULT_MAX_RESPONSE),
     ca_file = opts.ca_file,
