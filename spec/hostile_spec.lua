@@ -195,6 +195,16 @@ describe("hostile input", function()
       end
     end)
 
+    it("sends numeric Pipelines ids exactly and refuses them from 2^53 on", function()
+      local cdp = customerio.PipelinesClient.new("wk_hostile", { url = server.url() .. "/v1", retry = false })
+      assert(cdp:identify({ userId = 123456789012345 }))
+      assert.truthy(server.last().body:find('"userId":123456789012345[,}]'), server.last().body)
+      assert.matches("^userId is .*pass the id as a string$", raised(function() cdp:identify({ userId = 2 ^ 53 }) end))
+      assert.matches("^previousId is .*pass the id as a string$",
+        raised(function() cdp:alias({ userId = "a", previousId = -(2 ^ 60) }) end))
+      assert.are.equal(1, server.count())
+    end)
+
     it("sends numeric App API path parameters and query lists exactly", function()
       local api = customerio.APIClient.new("appkey_hostile", { url = server.url() .. "/v1", retry = false })
       assert(api:get_segment(123456789012345))

@@ -82,9 +82,14 @@ function PipelinesClient:__tostring()
 end
 
 -- What each kind of call requires; `p` is the payload, `at` a prefix for batch items.
+local ID_KEYS = { "userId", "anonymousId", "groupId", "previousId" }
+
 local function who(p, at)
   if check.is_empty(p.userId) and check.is_empty(p.anonymousId) then
     fail(at .. "userId or anonymousId is required")
+  end
+  for _, key in ipairs(ID_KEYS) do -- numeric ids go out as numbers: they must be exact
+    if type(p[key]) == "number" then check.id(p[key], at .. key) end
   end
 end
 
@@ -103,6 +108,7 @@ local requires = {
   alias = function(p, at)
     check.required(p.userId, at .. "userId")
     check.required(p.previousId, at .. "previousId")
+    who(p, at)
   end,
 }
 
