@@ -5,7 +5,7 @@
 -- client still works for the next call. See docs/SECURITY.md.
 local server = require("support.server")
 local customerio = require("customerio")
-local Client = require("customerio.client")
+local Client = require("customerio.http.client")
 local core = require("customerio.core")
 
 local SITE, KEY = "site_hostile", "trackkey_hostile_0123456789"
@@ -361,7 +361,7 @@ describe("hostile input", function()
   -- double out of int64 range (undefined behaviour: q:close(math.huge) used to hang or to
   -- drop every queued event).
   describe("time arguments (milliseconds)", function()
-    local check = require("customerio.check")
+    local check = require("customerio.http.check")
     local HUGE = { math.huge, 1e300, 1e19, 2 ^ 63 }
     local BAD = { 0 / 0, -1, -math.huge, "10" }
 
@@ -424,8 +424,8 @@ describe("hostile input", function()
       end
       -- The C core checks too: its queue userdata, whoever calls it.
       for _, v in ipairs({ 0 / 0, -1 }) do
-        assert.matches("milliseconds, 0 or more", raised(function() q._q:flush(v) end))
-        assert.matches("milliseconds, 0 or more", raised(function() q._q:close(v) end))
+        assert.matches("must not be negative", raised(function() q._q:flush(v) end))
+        assert.matches("must not be negative", raised(function() q._q:close(v) end))
         assert.matches("milliseconds, 0 or more", raised(function() core.sleep_ms(v) end))
       end
       assert.is_true(q._q:flush(math.huge))

@@ -5,7 +5,6 @@
 #ifndef CIO_COMPAT_H
 #define CIO_COMPAT_H
 
-#include <stdint.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -50,18 +49,6 @@ void *luaL_testudata(lua_State *L, int ud, const char *tname);
 #else
 #define cio_absindex(L, i) lua_absindex((L), (i))
 #endif
-
-/* Times in milliseconds. A Lua number converted to an integer type out of its range is
- * undefined behaviour ((int64_t)HUGE_VAL, (int64_t)1e19), so every time argument goes through
- * cio_ms_from_number: NaN and negative values give -1 (the caller raises), +inf and anything
- * above CIO_MS_MAX give CIO_MS_MAX (2^31 - 1 ms, about 24.8 days: the longest wait an int
- * timeout of poll(2) and libcurl holds; customerio.check.MAX_MS in Lua). */
-#define CIO_MS_MAX 2147483647
-static inline int64_t cio_ms_from_number(lua_Number ms) {
-  if (!(ms >= 0)) return -1;
-  if (ms >= (lua_Number)CIO_MS_MAX) return CIO_MS_MAX;
-  return (int64_t)ms;
-}
 
 /* Each area of the core adds its functions to the module table on top of the stack. */
 int json_open(lua_State *L);
