@@ -154,6 +154,70 @@ describe("hostile input", function()
       still_works(t)
     end)
 
+    -- On LuaJIT and 5.1 every number is a double; tostring() would write 14 digits
+    -- (1.2345678901235e+14), sending two people to one profile.
+    it("sends integral numeric ids as their exact digits, up to 2^53 - 1", function()
+      local t = track()
+      local cases = {
+        { 123456789012345, "123456789012345" }, { 123456789012346, "123456789012346" },
+        { 2 ^ 53 - 1, "9007199254740991" }, { -(2 ^ 53 - 1), "-9007199254740991" },
+        { 1e15, "1000000000000000" }, { 0, "0" }, { -0.0, "0" }, { 42.5, "42.5" },
+      }
+      for _, case in ipairs(cases) do
+        assert(t:identify(case[1], {}))
+        assert.are.equal("/api/v1/customers/" .. case[2], server.last().path)
+      end
+      assert(t:track(2 ^ 53 - 2, "ev"))
+      assert.are.equal("/api/v1/customers/9007199254740990/events", server.last().path)
+      assert(t:add_device(123456789012345, 123456789012347, "ios"))
+      local got = server.last()
+      assert.are.equal("/api/v1/customers/123456789012345/devices", got.path)
+      assert.truthy(got.body:find('"id":123456789012347[,}]'), got.body)
+      assert(t:delete_device(123456789012345, 123456789012347))
+      assert.are.equal("/api/v1/customers/123456789012345/devices/123456789012347", server.last().path)
+    end)
+
+    it("refuses numeric ids from 2^53 on, saying to pass a string, sending nothing", function()
+      local t = track()
+      for _, v in ipairs({ 2 ^ 53, -(2 ^ 53), 2 ^ 60, 1e300 }) do
+        local msg = raised(function() t:identify(v, {}) end)
+        assert.matches("^customer_id is %S+, beyond 2%^53, where a double cannot hold every integer; "
+          .. "pass the id as a string$", msg)
+      end
+      assert.matches("pass the id as a string", raised(function() t:add_device("p", 2 ^ 53 + 2, "ios") end))
+      assert.matches("^operation.identifiers.object_id is .*pass the id as a string$", raised(function()
+        t:entity({ type = "object", action = "identify", identifiers = { object_type_id = 1, object_id = 2 ^ 54 } })
+      end))
+      assert.are.equal(0, server.count())
+      if math.type then -- 5.3+: integers are exact at any size
+        assert(t:identify(math.tointeger(2 ^ 62), {}))
+        assert.are.equal("/api/v1/customers/4611686018427387904", server.last().path)
+      end
+    end)
+
+    it("sends numeric Pipelines ids exactly and refuses them from 2^53 on", function()
+      local cdp = customerio.PipelinesClient.new("wk_hostile", { url = server.url() .. "/v1", retry = false })
+      assert(cdp:identify({ userId = 123456789012345 }))
+      assert.truthy(server.last().body:find('"userId":123456789012345[,}]'), server.last().body)
+      assert.matches("^userId is .*pass the id as a string$", raised(function() cdp:identify({ userId = 2 ^ 53 }) end))
+      assert.matches("^previousId is .*pass the id as a string$",
+        raised(function() cdp:alias({ userId = "a", previousId = -(2 ^ 60) }) end))
+      assert.are.equal(1, server.count())
+    end)
+
+    it("sends numeric App API path parameters and query lists exactly", function()
+      local api = customerio.APIClient.new("appkey_hostile", { url = server.url() .. "/v1", retry = false })
+      assert(api:get_segment(123456789012345))
+      assert.are.equal("/v1/segments/123456789012345", server.last().path)
+      assert(api:get_attributes(123456789012346))
+      assert.are.equal("/v1/customers/123456789012346/attributes?id_type=id", server.last().path)
+      assert.matches("^segment_id is .*pass the id as a string$", raised(function() api:get_segment(2 ^ 53) end))
+      local c = client()
+      assert(c:request("GET", { "x" }, { query = { { "ids", { 123456789012345, 123456789012346 } },
+        { "n", 123456789012347 } } }))
+      assert.are.equal("ids=123456789012345%2C123456789012346&n=123456789012347", server.last().query)
+    end)
+
     it("encodes query values: an email lookup cannot add parameters", function()
       local c = client()
       assert(c:request("GET", { "customers" }, { query = { { "email", "a@b.c&admin=1#x" } } }))
@@ -164,6 +228,55 @@ describe("hostile input", function()
   end)
 
   describe("header values are checked, never injected", function()
+    -- Header names are case-insensitive: "authorization" must not go out beside the client's
+    -- "Authorization", nor replace it (docs/SECURITY.md, Credentials).
+    it("refuses a per-request Authorization in any case, sending nothing", function()
+      local api = customerio.APIClient.new("appkey_hostile", { url = server.url() .. "/v1", retry = false })
+      for _, name in ipairs({ "authorization", "Authorization", "AUTHORIZATION", "aUtHoRiZaTiOn" }) do
+        local msg = raised(function() api:request("GET", "/x", { headers = { [name] = "Bearer attacker" } }) end)
+        assert.are.equal("headers: header " .. name .. " is not allowed; the client sends its own credentials", msg)
+      end
+      local t = track()
+      assert.matches("is not allowed", raised(function()
+        t.client:request("GET", { "x" }, { headers = { authorization = "Basic YTpi" } })
+      end))
+      assert.are.equal(0, server.count())
+      assert(api:request("GET", "/x"))
+      assert.are.equal("Bearer appkey_hostile", server.last().headers.authorization)
+      still_works(t)
+    end)
+
+    it("folds header case: a per-request header replaces the client's, one goes out", function()
+      local c = client({ headers = { ["X-Team"] = "growth" } })
+      assert(c:request("GET", { "x" }, { headers = { ["x-team"] = "sales", ["user-agent"] = "agent/2" } }))
+      local h = server.last().headers
+      assert.are.equal("sales", h["x-team"]) -- "growth, sales" if both went out
+      assert.are.equal("agent/2", h["user-agent"])
+      assert.are.equal(AUTH, h.authorization)
+      -- The client's own header options: its credentials win, in any case, and only they go out.
+      local api = customerio.APIClient.new("appkey_hostile", { url = server.url() .. "/v1", retry = false,
+        headers = { aUTHORIZATION = "Bearer attacker" } })
+      assert(api:request("GET", "/x"))
+      assert.are.equal("Bearer appkey_hostile", server.last().headers.authorization)
+    end)
+
+    it("refuses one header given twice in two cases", function()
+      assert.are.equal("headers: header X-A is given twice (as X-A and x-a)",
+        raised(function() track({ headers = { ["X-A"] = "1", ["x-a"] = "2" } }) end))
+      local c = client()
+      assert.are.equal("headers: header X-B is given twice (as X-B and x-B)",
+        raised(function() c:request("GET", { "x" }, { headers = { ["X-B"] = "1", ["x-B"] = "2" } }) end))
+      -- A transport given such a request (bypassing the client) refuses it too.
+      local transport = require("customerio.transport.curl").new()
+      local res, kind, msg = transport:send({ method = "GET", url = server.url() .. "/raw",
+        headers = { Authorization = "Bearer a", authorization = "Bearer b" } }, 2000)
+      assert.is_nil(res)
+      assert.are.equal("request", kind)
+      assert.are.equal("header authorization is given twice, in two cases", msg)
+      assert.are.equal(0, server.count())
+      still_works(c)
+    end)
+
     it("refuses CR/LF in a header option", function()
       local msg = raised(function() track({ headers = { ["X-A"] = "1\r\nX-Injected: 1" } }) end)
       assert.are.equal("headers: header X-A contains CR, LF or NUL", msg)
@@ -240,6 +353,103 @@ describe("hostile input", function()
       status = h:perform("GET", server.url() .. "/raw", {}, nil, 1e300)
       assert.are.equal(200, status)
       h:close()
+    end)
+  end)
+
+  -- Every time argument: NaN and negative numbers raise; math.huge and absurdly large values
+  -- mean "as long as needed", clamped to check.MAX_MS (2^31 - 1 ms), and never reach C as a
+  -- double out of int64 range (undefined behaviour: q:close(math.huge) used to hang or to
+  -- drop every queued event).
+  describe("time arguments (milliseconds)", function()
+    local check = require("customerio.http.check")
+    local HUGE = { math.huge, 1e300, 1e19, 2 ^ 63 }
+    local BAD = { 0 / 0, -1, -math.huge, "10" }
+
+    it("clamps huge client timeouts and refuses NaN and negatives", function()
+      for _, v in ipairs(HUGE) do
+        local t = track({ timeout = v, connect_timeout = v })
+        assert.are.equal(check.MAX_MS, t.client.timeout)
+        assert.are.equal(check.MAX_MS, t.client.connect_timeout)
+        assert(t:identify("huge", {}))
+      end
+      for _, v in ipairs(BAD) do
+        assert.are.equal("timeout must be a positive number of milliseconds", raised(function() track({ timeout = v }) end))
+        assert.are.equal("connect_timeout must be a positive number of milliseconds",
+          raised(function() track({ connect_timeout = v }) end))
+      end
+      assert.matches("positive", raised(function() track({ timeout = 0 }) end))
+    end)
+
+    it("clamps huge retry times and refuses NaN and negatives", function()
+      for _, v in ipairs(HUGE) do
+        local t = track({ retry = { max_retries = 0, min_timeout = v, max_timeout = v, max_total_backoff = v,
+          retry_after_max = v } })
+        local p = t.client.retry
+        assert.are.same({ check.MAX_MS, check.MAX_MS, check.MAX_MS, math.floor(check.MAX_MS / 1000) },
+          { p.min_timeout, p.max_timeout, p.max_total_backoff, p.retry_after_max })
+      end
+      for _, v in ipairs(BAD) do
+        assert.are.equal("retry.min_timeout must be a number of milliseconds, 0 or more",
+          raised(function() track({ retry = { min_timeout = v } }) end))
+        assert.are.equal("retry.retry_after_max must be a number of seconds, 0 or more",
+          raised(function() track({ retry = { retry_after_max = v } }) end))
+      end
+    end)
+
+    it("queue flush and close with a huge timeout deliver everything and return", function()
+      for _, v in ipairs(HUGE) do
+        server.reset()
+        local q = customerio.Queue.new(track(), { flush_interval = v, close_timeout = v, timeout = v,
+          connect_timeout = v })
+        for i = 1, 3 do assert.is_true(q:identify("q" .. i, { n = i })) end
+        assert.is_true(q:flush(v))
+        assert.is_true(q:identify("q4", {}))
+        assert.is_true(q:close(v))
+        local s = q:stats()
+        assert.are.same({ 4, 0, 0 }, { s.sent, s.failed, s.queued })
+        assert.are.equal(2, server.count())
+      end
+    end)
+
+    it("queue options, flush and close refuse NaN and negatives (Lua and C)", function()
+      for _, v in ipairs(BAD) do
+        for _, name in ipairs({ "flush_interval", "close_timeout", "timeout", "connect_timeout" }) do
+          assert.matches("^" .. name .. " must be a ", raised(function() customerio.Queue.new(track(), { [name] = v }) end))
+        end
+      end
+      local q = customerio.Queue.new(track())
+      for _, v in ipairs(BAD) do
+        assert.matches("^timeout_ms must be a number of milliseconds, 0 or more$", raised(function() q:flush(v) end))
+        assert.matches("^timeout_ms must be a number of milliseconds, 0 or more$", raised(function() q:close(v) end))
+      end
+      -- The C core checks too: its queue userdata, whoever calls it.
+      for _, v in ipairs({ 0 / 0, -1 }) do
+        assert.matches("must not be negative", raised(function() q._q:flush(v) end))
+        assert.matches("must not be negative", raised(function() q._q:close(v) end))
+        assert.matches("milliseconds, 0 or more", raised(function() core.sleep_ms(v) end))
+      end
+      assert.is_true(q._q:flush(math.huge))
+      assert.is_true(q:close(0))
+    end)
+
+    it("async poll and wait take math.huge and refuse NaN and negatives", function()
+      local async = require("customerio.async")
+      local engine = async.engine()
+      local a = async.wrap(track(), { engine = engine })
+      for _, v in ipairs(HUGE) do
+        local got
+        a:identify("async", {}, function(res) got = res end)
+        assert.are.equal(1, a:poll(v))
+        assert.are.same({}, got)
+        a:identify("async", {}, function(res) got = res end)
+        assert.is_true(a:wait(v))
+        assert.are.equal(0, engine:poll(v)) -- nothing pending: returns at once
+      end
+      for _, v in ipairs(BAD) do
+        assert.matches("^poll: timeout_ms must be a number of milliseconds, 0 or more$", raised(function() a:poll(v) end))
+        assert.matches("^wait: timeout_ms must be", raised(function() a:wait(v) end))
+        assert.matches("^poll: timeout_ms must be", raised(function() engine:poll(v) end))
+      end
     end)
   end)
 

@@ -33,12 +33,38 @@ local function assert_clean(text, what)
   end
 end
 
--- Every text an error carries: fields, headers, tostring and concatenation.
+-- Every string in a value, keys included, walked to any depth.
+local function all_text(v, out, seen)
+  out, seen = out or {}, seen or {}
+  if type(v) == "string" then
+    out[#out + 1] = v
+  elseif type(v) == "table" and not seen[v] then
+    seen[v] = true
+    for k, item in pairs(v) do
+      all_text(k, out, seen)
+      all_text(item, out, seen)
+    end
+  end
+  return out
+end
+
+-- No prefix of a secret of 4 bytes or more (errors.PARTIAL_SECRET_BYTES) is in the text.
+local function assert_no_partial(text, what)
+  for _, s in ipairs(ALL) do
+    for n = errors.PARTIAL_SECRET_BYTES, #s do
+      assert.is_nil(text:find(s:sub(1, n), 1, true), (what or "text") .. " leaks " .. n .. " bytes of " .. s
+        .. ": " .. text)
+    end
+  end
+end
+
+-- Every text an error carries: every field at any depth (message, body, url, reason,
+-- errors[]...), headers, tostring and concatenation.
 local function assert_clean_error(err, what)
   assert.is_true(errors.is(err), what .. ": not an error object")
-  local parts = { tostring(err), "x" .. err, tostring(err.message), tostring(err.body), tostring(err.url),
-    tostring(err.kind), tostring(err.method) }
-  for k, v in pairs(err.headers or {}) do parts[#parts + 1] = tostring(k) .. ": " .. tostring(v) end
+  local parts = all_text(err)
+  parts[#parts + 1] = tostring(err)
+  parts[#parts + 1] = "x" .. err
   assert_clean(table.concat(parts, "\n"), what)
 end
 
@@ -119,6 +145,35 @@ describe("secrets", function()
         assert_clean_error(err, kind .. " json")
       end)
 
+      -- The message shows 500 bytes of a non-JSON error body: redaction comes before the cut,
+      -- so a key straddling it cannot survive in part, whichever byte the cut falls on.
+      it("redacts before cutting an error message (500 bytes), at every cut position", function()
+        local c = new(kind)
+        local s = SECRETS[kind]
+        for _, secret in ipairs(s) do
+          for at = 500 - #secret, 500 do
+            server.respond({ status = 400, body = string.rep("x", at - 1) .. secret .. " tail" })
+            local _, err = call(kind, c)
+            assert.are.equal(400, err.status)
+            assert_clean_error(err, kind .. " 400 cut")
+            assert_no_partial(err.message, kind .. " message cut at " .. at)
+          end
+        end
+      end)
+
+      it("redacts before cutting the body shown in a json error (200 bytes)", function()
+        local c = new(kind)
+        for _, secret in ipairs(SECRETS[kind]) do
+          for _, at in ipairs({ 200 - #secret, 196, 199, 200 }) do
+            server.respond({ status = 200, body = "<" .. string.rep("x", at - 2) .. secret .. "</html>" })
+            local _, err = call(kind, c)
+            assert.are.equal("json", err.kind)
+            assert_clean_error(err, kind .. " json cut")
+            assert_no_partial(err.message, kind .. " json message cut at " .. at)
+          end
+        end
+      end)
+
       it("redacts them from a retried 5xx error", function()
         local c = new(kind, { retry = { max_retries = 2, min_timeout = 1, max_timeout = 2 } })
         server.respond_many(3, { status = 503, body = echo_body(kind) })
@@ -169,6 +224,84 @@ describe("secrets", function()
       end)
     end)
   end
+
+  describe("cutting and partial secrets (errors.cut)", function()
+    it("never leaves 4 or more bytes of a secret's start at the cut", function()
+      for _, secret in ipairs(ALL) do
+        local text = "error near " .. secret .. " and more"
+        for max = 1, #text do
+          local cut = errors.cut(text, max, ALL)
+          assert_clean(cut, "cut at " .. max)
+          assert_no_partial(cut, "cut at " .. max)
+        end
+      end
+    end)
+
+    it("masks a partial secret at the end of text someone else cut ('...')", function()
+      local partial = "auth was " .. TRACK_CRED:sub(1, 9) .. "..."
+      assert.are.equal("auth was [REDACTED]...", errors.redact_text(partial, { TRACK_CRED }))
+      -- ... but leaves three bytes, and text that was not cut, alone.
+      assert.are.equal("x " .. TRACK_CRED:sub(1, 3) .. "...", errors.redact_text("x " .. TRACK_CRED:sub(1, 3) .. "...",
+        { TRACK_CRED }))
+      assert.are.equal("x " .. TRACK_CRED:sub(1, 9), errors.redact_text("x " .. TRACK_CRED:sub(1, 9), { TRACK_CRED }))
+    end)
+
+    it("redacts JSON-escaped secrets (/ as \\/) and secrets in keys", function()
+      local secret = "abc/def+ghi=="
+      local e = errors.redact(errors.new({ kind = "http", body = '{"a":"abc\\/def+ghi=="}',
+        errors = { { reason = secret, [secret] = 1 } } }), { secret })
+      assert.are.equal('{"a":"[REDACTED]"}', e.body)
+      assert.are.equal("[REDACTED]", e.errors[1].reason)
+      assert.are.equal(1, e.errors[1]["[REDACTED]"])
+    end)
+  end)
+
+  describe("207 partial failures that echo the request", function()
+    local function echo_207()
+      local cred = "Basic " .. TRACK_CRED
+      return '{"errors":[{"batch_index":0,"reason":"bad auth ' .. cred .. '","field":"' .. TRACK_KEY ..
+        '","message":"header was ' .. cred .. '","echo":{"authorization":"' .. cred .. '"}}]}'
+    end
+
+    it("redacts reason, field, message and errors[] in a queue report", function()
+      server.respond({ status = 207, body = echo_207() })
+      local reports = {}
+      local q = customerio.Queue.new(new("track"), { flush_interval = 60000,
+        on_error = function(_, err) reports[#reports + 1] = err end })
+      assert.is_true(q:identify("42", { a = 1 }))
+      assert.is_true(q:flush(5000))
+      q:close()
+      assert.are.equal(1, #reports)
+      local err = reports[1]
+      assert.are.equal(207, err.status)
+      assert.matches("[REDACTED]", err.reason, 1, true)
+      assert.matches("[REDACTED]", err.errors[1].echo.authorization, 1, true)
+      assert_clean_error(err, "queue 207")
+    end)
+
+    it("redacts a queue report of a failed batch, message and body", function()
+      server.respond({ status = 400, body = string.rep("x", 497) .. "Basic " .. TRACK_CRED })
+      local reports = {}
+      local q = customerio.Queue.new(new("track"), { flush_interval = 60000,
+        on_error = function(_, err) reports[#reports + 1] = err end })
+      assert.is_true(q:identify("42", { a = 1 }))
+      q:flush(5000)
+      q:close()
+      assert.are.equal(1, #reports)
+      assert_clean_error(reports[1], "queue 400")
+      assert_no_partial(reports[1].message, "queue 400 message")
+    end)
+
+    it("redacts TrackClient:batch's errors and failed", function()
+      server.respond({ status = 207, body = echo_207() })
+      local t = new("track")
+      local res = assert(t:batch({ { type = "person", action = "identify", identifiers = { id = "42" } } }))
+      assert.are.equal(1, #res.failed)
+      assert_clean(table.concat(all_text(res.errors), "\n"), "batch errors")
+      assert_clean(table.concat(all_text({ res.failed[1].reason, res.failed[1].message, res.failed[1].field }), "\n"),
+        "batch failed")
+    end)
+  end)
 
   describe("debug hook", function()
     it("logs failures with their kind and timing", function()

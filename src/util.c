@@ -96,7 +96,9 @@ static int util_monotonic_ms(lua_State *L) {
 static int util_sleep_ms(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 1);
   struct timespec ts;
+  luaL_argcheck(L, ms >= 0, 1, "must be a number of milliseconds, 0 or more"); /* NaN too */
   if (ms <= 0) return 0;
+  if (ms > 2147483647.0) ms = 2147483647.0; /* ~24.8 days, as cio_ms; (time_t)HUGE_VAL is undefined */
   ts.tv_sec = (time_t)(ms / 1000);
   ts.tv_nsec = (long)((ms - (lua_Number)ts.tv_sec * 1000) * 1e6);
   while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}

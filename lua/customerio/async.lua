@@ -35,7 +35,8 @@
 local core = require("customerio.core")
 local errors = require("customerio.errors")
 local async_transport = require("customerio.transport.async")
-local fail = require("customerio.http.check").fail
+local check = require("customerio.http.check")
+local fail = check.fail
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 local create, resume, running, status = coroutine.create, coroutine.resume,
@@ -284,11 +285,7 @@ local function poll_once(self, wait)
 end
 
 local function check_timeout(timeout_ms, name)
-  if timeout_ms == nil then return 0 end
-  if type(timeout_ms) ~= "number" or timeout_ms ~= timeout_ms or timeout_ms < 0 then
-    fail(name .. ": timeout must be a non-negative number of milliseconds")
-  end
-  return timeout_ms
+  return check.ms(timeout_ms, name .. ": timeout_ms", { default = 0 })
 end
 
 -- One poll: at least one non-blocking pass over the transfers, then passes that wait up to

@@ -71,10 +71,11 @@ end
 
 --- The human message in a Customer.io error body.
 -- Tries `meta.error`, `meta.errors[]`, `errors[].detail`, `errors[].message`, `error`,
--- then the raw text (trimmed and cut at 500 bytes).
+-- then the raw text (trimmed, redacted and cut at 500 bytes: see `errors.cut`).
 -- @tparam string body raw response body
+-- @tparam[opt] table secrets strings to redact before the text is cut
 -- @treturn string|nil message
-function errors.parse_message(body)
+function errors.parse_message(body, secrets)
   local v = decode(body)
   if type(v) == "table" then
     local meta = v.meta
@@ -91,8 +92,7 @@ function errors.parse_message(body)
   if type(body) ~= "string" then return nil end
   local text = body:gsub("^%s+", ""):gsub("%s+$", "")
   if text == "" then return nil end
-  if #text > 500 then text = text:sub(1, 500) .. "..." end
-  return text
+  return errors.cut(text, 500, secrets)
 end
 
 local reasons = {
@@ -105,30 +105,116 @@ local reasons = {
 --- An error for a response with a non-2xx status.
 -- @tparam table res `{status, headers, body}`
 -- @tparam[opt] table extra fields to add (`attempts`, `retryable`, `method`, `url`)
+-- @tparam[opt] table secrets strings to redact before the message is cut (the caller still
+-- redacts the whole error with `errors.redact`)
 -- @treturn table error
-function errors.from_response(res, extra)
+function errors.from_response(res, extra, secrets)
   local e = {
     kind = "http",
     status = res.status,
     body = res.body,
     headers = res.headers,
-    message = errors.parse_message(res.body) or reasons[res.status] or ("HTTP status " .. tostring(res.status)),
+    message = errors.parse_message(res.body, secrets) or reasons[res.status] or ("HTTP status " .. tostring(res.status)),
   }
   for k, v in pairs(extra or {}) do e[k] = v end
   return errors.new(e)
 end
 
-local function redact_string(s, secrets)
-  if type(s) ~= "string" then return s end
+-- Redaction. Every error and queue report goes through `errors.redact` before a caller sees
+-- it, and every text this library cuts short goes through `errors.cut`; both use one list of
+-- secrets built by `secret_list`.
+--
+-- * Each secret (4 bytes or longer) is replaced by [REDACTED] wherever it occurs, also in its
+--   JSON-escaped form (`/` written as `\/`), in every string field of the error, in nested
+--   tables (headers, `errors[]` entries) and in table keys.
+-- * Text is redacted *before* it is cut, so a secret straddling the cut cannot survive in part.
+-- * At the end of a cut text (and of any text ending in "..." or known to be truncated), the
+--   longest prefix of a secret of at least PARTIAL bytes is masked too: what reached us may
+--   itself have been cut inside a key. Shorter prefixes say nothing usable about a key.
+local PARTIAL = 4
+errors.PARTIAL_SECRET_BYTES = PARTIAL
+local REDACTED = "[REDACTED]"
+
+local function secret_list(secrets)
+  local list = {}
+  if type(secrets) ~= "table" then return list end
   for i = 1, #secrets do
-    local secret = secrets[i]
+    local s = secrets[i]
+    if type(s) == "string" and #s >= PARTIAL then
+      list[#list + 1] = s
+      if s:find("/", 1, true) then list[#list + 1] = (s:gsub("/", "\\/")) end
+    end
+  end
+  -- Longest first: "Basic <credentials>" before "<credentials>", so one marker replaces it.
+  table.sort(list, function(a, b) return #a > #b end)
+  return list
+end
+
+local function replace_all(s, list)
+  for i = 1, #list do
+    local secret = list[i]
     local at = s:find(secret, 1, true)
     while at do
-      s = s:sub(1, at - 1) .. "[REDACTED]" .. s:sub(at + #secret)
-      at = s:find(secret, at + 10, true)
+      s = s:sub(1, at - 1) .. REDACTED .. s:sub(at + #secret)
+      at = s:find(secret, at + #REDACTED, true)
     end
   end
   return s
+end
+
+-- Mask the longest prefix (>= PARTIAL bytes) of a secret that ends the string.
+local function mask_tail(s, list)
+  local best = 0
+  for i = 1, #list do
+    local secret = list[i]
+    for n = math.min(#secret - 1, #s), PARTIAL, -1 do
+      if n <= best then break end
+      if s:sub(-n) == secret:sub(1, n) then best = n; break end
+    end
+  end
+  if best == 0 then return s end
+  return s:sub(1, #s - best) .. REDACTED
+end
+
+local function redact_string(s, list, truncated)
+  if type(s) ~= "string" or #list == 0 then return s end
+  s = replace_all(s, list)
+  if truncated then return mask_tail(s, list) end
+  local head = s:match("^(.-)%.%.%.$") -- text someone else cut ("...")
+  if head then return mask_tail(head, list) .. "..." end
+  return s
+end
+
+local function redact_value(v, list, seen, depth)
+  local t = type(v)
+  if t == "string" then return redact_string(v, list) end
+  if t ~= "table" or seen[v] or depth > 32 then return v end
+  seen[v] = true
+  local renamed
+  for k, item in pairs(v) do
+    v[k] = redact_value(item, list, seen, depth + 1)
+    if type(k) == "string" then
+      local k2 = redact_string(k, list)
+      if k2 ~= k then renamed = renamed or {}; renamed[k] = k2 end
+    end
+  end
+  for k, k2 in pairs(renamed or {}) do
+    v[k2], v[k] = v[k], nil
+  end
+  return v
+end
+
+--- Cut a text to at most `max` bytes (then "..." is appended), redacting the secrets first and
+-- masking a partial secret left at the cut.
+-- @tparam string s
+-- @tparam number max bytes kept
+-- @tparam[opt] table secrets list of strings
+-- @treturn string
+function errors.cut(s, max, secrets)
+  local list = secret_list(secrets or {})
+  s = redact_string(s, list, false)
+  if #s <= max then return s end
+  return redact_string(s:sub(1, max), list, true) .. "..."
 end
 
 --- Remove every occurrence of the given secrets from a string (for logs).
@@ -136,32 +222,23 @@ end
 -- @tparam table secrets list of strings (those shorter than 4 bytes are ignored)
 -- @treturn string
 function errors.redact_text(s, secrets)
-  local list = {}
-  for i = 1, #secrets do
-    if type(secrets[i]) == "string" and #secrets[i] >= 4 then list[#list + 1] = secrets[i] end
-  end
-  return redact_string(s, list)
+  return redact_string(s, secret_list(secrets))
 end
 
---- Remove every occurrence of the given secrets from an error's text fields.
--- Servers and proxies sometimes echo requests back; credentials must never
--- reach a log through an error.
+--- Remove every occurrence of the given secrets from an error: every string field (`message`,
+-- `body`, `url`, `reason`, ...), every header, every `errors[]` entry and nested table, and
+-- table keys. Servers and proxies sometimes echo requests back; credentials must never reach a
+-- log through an error.
 -- @tparam table e error
--- @tparam table secrets list of strings (empty strings are ignored)
+-- @tparam table secrets list of strings (those shorter than 4 bytes are ignored)
+-- @tparam[opt] boolean truncated the body was cut short before it reached us (mask a
+-- partial secret at its end)
 -- @treturn table the same error
-function errors.redact(e, secrets)
-  local list = {}
-  for i = 1, #secrets do
-    if type(secrets[i]) == "string" and #secrets[i] >= 4 then list[#list + 1] = secrets[i] end
-  end
+function errors.redact(e, secrets, truncated)
+  local list = secret_list(secrets)
   if #list == 0 then return e end
-  e.message = redact_string(e.message, list)
-  e.body = redact_string(e.body, list)
-  e.url = redact_string(e.url, list) -- a redirect may have put a secret in the URL
-  if type(e.headers) == "table" then
-    for k, v in pairs(e.headers) do e.headers[k] = redact_string(v, list) end
-  end
-  return e
+  if truncated then e.body = redact_string(e.body, list, true) end
+  return redact_value(e, list, {}, 0)
 end
 
 return errors

@@ -63,7 +63,7 @@ function PipelinesClient.new(write_key, opts)
   local root = Client.root(opts, region.cdp .. "/v1")
   local headers = {}
   for k, v in pairs(check.optional_table(opts.headers, "headers")) do headers[k] = v end
-  if opts.strict_mode then headers["X-Strict-Mode"] = "1" end
+  if opts.strict_mode then Client.set_header(headers, "X-Strict-Mode", "1") end
   local credentials = core.base64_encode(write_key .. ":")
   local self = setmetatable({}, PipelinesClient)
   self.region = region
@@ -82,9 +82,14 @@ function PipelinesClient:__tostring()
 end
 
 -- What each kind of call requires; `p` is the payload, `at` a prefix for batch items.
+local ID_KEYS = { "userId", "anonymousId", "groupId", "previousId" }
+
 local function who(p, at)
   if check.is_empty(p.userId) and check.is_empty(p.anonymousId) then
     fail(at .. "userId or anonymousId is required")
+  end
+  for _, key in ipairs(ID_KEYS) do -- numeric ids go out as numbers: they must be exact
+    if type(p[key]) == "number" then check.id(p[key], at .. key) end
   end
 end
 
@@ -103,6 +108,7 @@ local requires = {
   alias = function(p, at)
     check.required(p.userId, at .. "userId")
     check.required(p.previousId, at .. "previousId")
+    who(p, at)
   end,
 }
 

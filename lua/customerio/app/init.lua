@@ -407,7 +407,8 @@ local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = tr
 -- @tparam string|table path under the App root: a string used as it is, or segments that are
 -- percent-encoded
 -- @tparam[opt] table opts `query` (ordered pairs `{{k, v}}` or a map), `body` (JSON-encoded),
--- `raw_body` + `content_type`, `headers`
+-- `raw_body` + `content_type`, `headers` (an `Authorization` among them raises: credentials
+-- come from the client)
 -- @return decoded body and response, or nil and an error
 function APIClient:request(method, path, opts)
   if type(method) ~= "string" or not METHODS[method:upper()] then

@@ -34,13 +34,6 @@ local function check_header(name, value, where)
   return value
 end
 
-local function merge_headers(dst, src, where)
-  if src == nil then return dst end
-  if type(src) ~= "table" then check.fail(where .. " must be a table") end
-  for k, v in pairs(src) do dst[k] = check_header(k, v, where) end
-  return dst
-end
-
 -- Header names are case-insensitive: a user's "authorization" must not sit beside ours.
 local function set_header(headers, name, value)
   local lower = name:lower()
@@ -49,17 +42,39 @@ local function set_header(headers, name, value)
   end
   headers[name] = value
 end
+M.set_header = set_header
+
+-- Copy src's headers into dst, replacing dst's of the same name in any case. A name given
+-- twice in src (in two cases) raises: which one was meant cannot be known. With `auth`
+-- (a request's headers, on a client with credentials), an Authorization header raises:
+-- credentials come from the client's key, never from one call (docs/SECURITY.md).
+local function merge_headers(dst, src, where, auth)
+  if src == nil then return dst end
+  if type(src) ~= "table" then check.fail(where .. " must be a table") end
+  local seen = {}
+  for k, v in pairs(src) do
+    v = check_header(k, v, where)
+    local lower = k:lower()
+    if auth and lower == "authorization" then
+      check.fail(where .. ": header " .. k .. " is not allowed; the client sends its own credentials")
+    end
+    if seen[lower] then
+      local a, b = seen[lower], k
+      if b < a then a, b = b, a end
+      check.fail(where .. ": header " .. a .. " is given twice (as " .. a .. " and " .. b .. ")")
+    end
+    seen[lower] = k
+    set_header(dst, k, v)
+  end
+  return dst
+end
 
 -- Most JSON values a response may hold (core.json_decode's max_values): bounds the memory and
 -- CPU a small compressed body can cost (a 58 KB gzip of "[0,0,0,...]" inflates to 30 M values).
 local DEFAULT_MAX_VALUES = 1000000
 
 local function positive_ms(v, name, default)
-  if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
-    check.fail(name .. " must be a positive number of milliseconds")
-  end
-  return v
+  return check.ms(v, name, { positive = true, default = default })
 end
 
 --- Create a client context.
@@ -78,13 +93,16 @@ function M.new(opts)
   self.base_url = opts.base_url:gsub("/+$", "")
   self.timeout = positive_ms(opts.timeout, "timeout", 10000)
   self.retry = retry.policy(opts.retry)
+  -- An Authorization among the client's own header options is replaced by its credentials
+  -- (set_header below); one in a single request's headers raises (see merge_headers).
   self.headers = merge_headers({}, opts.headers, "headers")
   if opts.auth then set_header(self.headers, "Authorization", check_header("Authorization", opts.auth, "auth")) end
   set_header(self.headers, "User-Agent", check_header("User-Agent", opts.user_agent or "", "user_agent"))
   self.secrets = opts.secrets or {}
   if opts.debug ~= nil and type(opts.debug) ~= "function" then check.fail("debug must be a function") end
   self.debug = opts.debug
-  self.ca_file, self.connect_timeout = opts.ca_file, opts.connect_timeout -- for customerio.queue
+  self.ca_file = opts.ca_file -- for customerio.queue
+  self.connect_timeout = positive_ms(opts.connect_timeout, "connect_timeout")
   self.max_response = opts.max_response -- for customerio.async
   local max_values = opts.max_response_values
   if max_values ~= nil and (type(max_values) ~= "number" or max_values < 1 or max_values > 2147483647 or
@@ -99,10 +117,9 @@ function M.new(opts)
     end
     self.transport = opts.transport
   else
-    positive_ms(opts.connect_timeout, "connect_timeout")
     if opts.ca_file ~= nil and type(opts.ca_file) ~= "string" then check.fail("ca_file must be a path") end
     self.transport = require("customerio.transport").default({
-      ca_file = opts.ca_file, connect_timeout = opts.connect_timeout, max_response = opts.max_response,
+      ca_file = opts.ca_file, connect_timeout = self.connect_timeout, max_response = opts.max_response,
     })
   end
   return self
@@ -187,7 +204,7 @@ function Client:build(method, path, o)
   o = o or {}
   local headers = {}
   for k, v in pairs(self.headers) do headers[k] = v end
-  if o.headers then merge_headers(headers, o.headers, "headers") end
+  if o.headers then merge_headers(headers, o.headers, "headers", self.headers.Authorization ~= nil) end
   set_header(headers, "Content-Type", o.content_type or "application/json")
   if o.auth == false then set_header(headers, "Authorization", nil) end
   local body = o.raw_body
@@ -206,19 +223,19 @@ end
 
 -- The decoded body of a 2xx response. Decoding counts against the call's timeout (it stops at
 -- `deadline`, a core.monotonic_ms() instant) and is bounded in values (`max_values`).
-local function decode_success(res, max_values, deadline, timeout)
+local function decode_success(res, max_values, deadline, timeout, secrets)
   local body = res.body
   if body == nil or body == "" or not body:find("%S") then return {} end
   local value, err, reason = core.json_decode(body, { max_values = max_values, deadline_ms = deadline })
   if reason == "too_large" or reason == "timeout" then
     return nil, errors.new({
-      kind = reason, status = res.status, headers = res.headers, body = body:sub(1, 200),
+      kind = reason, status = res.status, headers = res.headers, body = errors.cut(body, 200, secrets),
       message = reason == "timeout" and ("decoding the JSON response passed the timeout (" .. timeout .. " ms)")
         or ("the JSON response has more than " .. max_values .. " values (max_response_values)"),
     })
   end
   if value == nil and err then
-    local shown = #body > 200 and (body:sub(1, 200) .. "...") or body
+    local shown = errors.cut(body, 200, secrets)
     return nil, errors.new({
       kind = "json", status = res.status, headers = res.headers, body = body,
       message = "Unable to parse JSON response: " .. err .. "; body: " .. shown,
@@ -301,7 +318,7 @@ function Client:send(req)
     if res then
       local status = res.status
       if status >= 200 and status < 300 then
-        local value, err = decode_success(res, self.max_response_values, started + self.timeout, self.timeout)
+        local value, err = decode_success(res, self.max_response_values, started + self.timeout, self.timeout, self.secrets)
         if not value then
           err.attempts, err.method, err.url = attempts, req.method, current.url
           return nil, errors.redact(err, self.secrets)
@@ -337,7 +354,7 @@ function Client:send(req)
         attempts = attempts - 1
       else
         retryable = retry.status_retryable(policy, status)
-        last = errors.from_response(res, { retryable = retryable })
+        last = errors.from_response(res, { retryable = retryable }, self.secrets)
       end
     else
       retryable = retry.kind_retryable(kind)

@@ -71,10 +71,12 @@ function retry.policy(opts)
     end
   end
   nonneg_number(p.max_retries, "max_retries")
-  nonneg_number(p.min_timeout, "min_timeout")
-  nonneg_number(p.max_timeout, "max_timeout")
-  nonneg_number(p.retry_after_max, "retry_after_max")
-  nonneg_number(p.max_total_backoff, "max_total_backoff")
+  -- Times: math.huge (and anything larger) means the longest wait, check.MAX_MS.
+  p.min_timeout = check.ms(p.min_timeout, "retry.min_timeout")
+  p.max_timeout = check.ms(p.max_timeout, "retry.max_timeout")
+  p.retry_after_max = check.ms(p.retry_after_max, "retry.retry_after_max",
+    { unit = "seconds", max = math.floor(check.MAX_MS / 1000) })
+  p.max_total_backoff = check.ms(p.max_total_backoff, "retry.max_total_backoff")
   if type(p.retry_statuses) ~= "table" then check.fail("retry.retry_statuses must be a list of statuses") end
   p.status_set = {}
   for i = 1, #p.retry_statuses do p.status_set[p.retry_statuses[i]] = true end

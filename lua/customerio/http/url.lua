@@ -9,7 +9,7 @@ local url = {}
 -- @param v string or number
 -- @treturn string
 function url.encode(v)
-  if type(v) == "number" then v = check.id(v, "value") end
+  if type(v) == "number" then v = check.number_id(v, "value") end
   return core.uri_encode(v)
 end
 
@@ -38,7 +38,10 @@ local function query_value(v)
   if type(v) == "boolean" then return v and "true" or "false" end
   if type(v) == "table" then
     local items = {}
-    for i = 1, #v do items[i] = tostring(v[i]) end
+    for i = 1, #v do
+      local item = v[i]
+      items[i] = type(item) == "number" and check.id(item, "query value") or tostring(item)
+    end
     return table.concat(items, ",")
   end
   return v

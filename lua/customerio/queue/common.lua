@@ -168,10 +168,8 @@ function methods:track_anonymous(anonymous_id, name_or_data, data, opts)
   if check.is_empty(anonymous_id) then
     fail("anonymous_id is required (an event without one is an invite event: send it with TrackClient:track_anonymous)")
   end
-  if type(anonymous_id) ~= "string" and type(anonymous_id) ~= "number" then
-    fail("anonymous_id must be a string or a number, got " .. type(anonymous_id))
-  end
-  return enqueue(self, event_op("anonymous", name_or_data, data, opts, nil, { anonymous_id = tostring(anonymous_id) }))
+  return enqueue(self, event_op("anonymous", name_or_data, data, opts, nil,
+    { anonymous_id = check.id(anonymous_id, "anonymous_id") }))
 end
 
 --- Delete a person. Also named `delete`.

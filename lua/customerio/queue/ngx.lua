@@ -91,7 +91,8 @@ function M.new(track, opts)
     max_events = count(opts.max_events, "max_events", 1, d.max_events),
     max_bytes = count(opts.max_bytes, "max_bytes", 1, d.max_bytes),
     batch_bytes = count(opts.batch_bytes, "batch_bytes", 1024, d.batch_bytes),
-    flush_interval = count(opts.flush_interval, "flush_interval", 1, d.flush_interval),
+    flush_interval = math.max(1, check.ms(opts.flush_interval, "flush_interval",
+      { positive = true, default = d.flush_interval })),
     max_in_flight = count(opts.max_in_flight, "max_in_flight", 1, d.max_in_flight),
     on_error = opts.on_error,
     v2_url = track.v2_url,
@@ -184,9 +185,9 @@ local function send_batch(self, parts, bytes)
       local e = entries[1]
       local msg = type(e.message) == "string" and e.message or type(e.reason) == "string" and e.reason or "operation rejected"
       if type(e.field) == "string" and not msg:find(e.field, 1, true) then msg = e.field .. ": " .. msg end
-      report(self, { parts[k] }, errors.new({
+      report(self, { parts[k] }, errors.redact(errors.new({
         kind = "http", status = 207, message = msg, reason = e.reason, field = e.field, errors = entries,
-      }))
+      }), client.secrets))
     end
   end
 end
@@ -275,8 +276,7 @@ end
 -- @tparam[opt=10000] number timeout_ms
 -- @return true, or nil and an error of kind "timeout" or "phase" (then only scheduled)
 function Queue:flush(timeout_ms)
-  timeout_ms = timeout_ms or 10000
-  if type(timeout_ms) ~= "number" or timeout_ms < 0 then fail("timeout_ms must be a non-negative number") end
+  timeout_ms = check.ms(timeout_ms, "timeout_ms", { default = 10000 })
   self.flush_target = self.enqueued
   kick(self)
   local phase = ngx.get_phase()
@@ -291,7 +291,7 @@ function Queue:flush(timeout_ms)
     if ngx.now() >= deadline then
       return nil, errors.new({
         kind = "timeout", retryable = true,
-        message = string.format("flush timed out after %d ms: %d operation(s) queued, %d in flight",
+        message = string.format("flush timed out after %.0f ms: %d operation(s) queued, %d in flight",
           timeout_ms, self.queued, self.in_flight),
       })
     end

@@ -89,11 +89,12 @@ local function report_error(r, secrets)
     })
   elseif r.kind == "http" and r.status and r.status ~= 207 then
     err = errors.from_response({ status = r.status, body = r.body, headers = {} },
-      { attempts = r.attempts, retryable = false })
+      { attempts = r.attempts, retryable = false }, secrets)
   else
     err = errors.new({ kind = r.kind, status = r.status, message = r.message, body = r.body, attempts = r.attempts })
   end
-  return errors.redact(err, secrets)
+  -- The worker keeps at most 1 MiB of a response body: mask a partial secret at its end too.
+  return errors.redact(err, secrets, true)
 end
 
 -- The function that hands reports to on_error; also kept by the C userdata for __gc, so it
@@ -121,6 +122,12 @@ local function make_reporter(on_error, secrets)
   end
 end
 
+-- A request timeout for the worker, which counts whole milliseconds (at least 1).
+local function worker_timeout(v, name, default)
+  v = check.ms(v, name, { positive = true, default = default })
+  return v and math.max(1, v)
+end
+
 -- What the queue needs from a Track client: the batch URL, headers, timeout, retry policy.
 local function target(track, opts)
   if type(track) ~= "table" then fail("track client is required") end
@@ -141,8 +148,9 @@ local function target(track, opts)
   return {
     url = url,
     headers = headers,
-    timeout = opts.timeout or client.timeout,
-    connect_timeout = opts.connect_timeout or client.connect_timeout or M.defaults.connect_timeout,
+    timeout = worker_timeout(opts.timeout, "timeout", client.timeout),
+    connect_timeout = worker_timeout(opts.connect_timeout, "connect_timeout",
+      client.connect_timeout or M.defaults.connect_timeout),
     ca_file = opts.ca_file or client.ca_file or track.ca_file,
     retry = opts.retry ~= nil and retry.policy(opts.retry) or client.retry or retry.policy(),
     secrets = client.secrets or {},
@@ -172,9 +180,9 @@ function M.new(track, opts)
     max_bytes = count(opts.max_bytes, "max_bytes", 1, d.max_bytes),
     batch_bytes = batch_bytes,
     op_bytes = op_bytes,
-    flush_interval = count(opts.flush_interval, "flush_interval", 0, d.flush_interval),
+    flush_interval = check.ms(opts.flush_interval, "flush_interval", { default = d.flush_interval }),
     max_in_flight = count(opts.max_in_flight, "max_in_flight", 1, d.max_in_flight),
-    close_timeout = count(opts.close_timeout, "close_timeout", 0, d.close_timeout),
+    close_timeout = check.ms(opts.close_timeout, "close_timeout", { default = d.close_timeout }),
     reporter = reporter,
   })
   return setmetatable({
@@ -207,32 +215,30 @@ function Queue:push_json(json)
 end
 
 --- Send everything queued now and wait until it is delivered (or reported as failed).
--- @tparam[opt=10000] number timeout_ms
+-- @tparam[opt=10000] number timeout_ms `math.huge`: as long as needed (at most
+-- `check.MAX_MS`, about 24.8 days)
 -- @return true, or nil and an error of kind "timeout" (what is left stays queued)
 function Queue:flush(timeout_ms)
-  if timeout_ms ~= nil and (type(timeout_ms) ~= "number" or timeout_ms < 0) then
-    fail("timeout_ms must be a non-negative number")
-  end
-  local done = self._q:flush(timeout_ms or 10000)
+  timeout_ms = check.ms(timeout_ms, "timeout_ms", { default = 10000 })
+  local done = self._q:flush(timeout_ms)
   self:poll()
   if done then return true end
   local s = self._q:stats()
   return nil, errors.new({
     kind = "timeout", retryable = true,
-    message = string.format("flush timed out after %d ms: %d operation(s) queued, %d in flight",
-      timeout_ms or 10000, s.queued, s.in_flight),
+    message = string.format("flush timed out after %.0f ms: %d operation(s) queued, %d in flight",
+      timeout_ms, s.queued, s.in_flight),
   })
 end
 
 --- Flush (waiting up to `timeout_ms`), report what could not be delivered, stop the thread.
 -- Later calls return `nil, err` of kind "closed". Also done by `<close>`, garbage collection
 -- and normal process exit (with `close_timeout`).
--- @tparam[opt] number timeout_ms default `close_timeout`
+-- @tparam[opt] number timeout_ms default `close_timeout`; `math.huge`: as long as needed (at
+-- most `check.MAX_MS`)
 -- @return true, or nil and an error of kind "timeout" (the rest was reported to on_error)
 function Queue:close(timeout_ms)
-  if timeout_ms ~= nil and (type(timeout_ms) ~= "number" or timeout_ms < 0) then
-    fail("timeout_ms must be a non-negative number")
-  end
+  timeout_ms = check.ms(timeout_ms, "timeout_ms")
   local before = self._q:stats()
   local clean = self._q:close(timeout_ms)
   self:poll()

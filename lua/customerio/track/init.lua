@@ -20,6 +20,7 @@ local customerio = require("customerio")
 local core = require("customerio.core")
 local check = require("customerio.http.check")
 local Client = require("customerio.http.client")
+local errors = require("customerio.errors")
 local ops = require("customerio.track.operations")
 local timestamp = require("customerio.track.timestamp")
 
@@ -263,7 +264,7 @@ end
 -- @treturn table|nil
 function TrackClient:add_device(customer_id, device_id, platform, data)
   local id = ops.person_id(customer_id, "customer_id")
-  check.required(device_id, "device_id")
+  check.id(device_id, "device_id") -- a number stays a number on the wire, but must be exact
   check.required(platform, "platform")
   local device = ops.device_data({ id = device_id, platform = platform }, data, "data")
   return send(self, "PUT", { "customers", id, "devices" }, { device = device })
@@ -300,11 +301,13 @@ function TrackClient:entity(operation)
   return send(self, "POST", { "entity" }, body, { base = self.v2_url })
 end
 
--- The 207 partial failures of a batch as a list with 1-based indexes and the operations.
-local function failures(result, list)
+-- The 207 partial failures of a batch as a list with 1-based indexes and the operations. A
+-- server that echoes the request may put the credentials into `errors`: they are redacted.
+local function failures(result, list, secrets)
   local failed = {}
   local errs = type(result) == "table" and result.errors
   if type(errs) == "table" then
+    errors.redact({ errors = errs }, secrets)
     for _, e in ipairs(errs) do
       if type(e) == "table" then
         local i = tonumber(e.batch_index)
@@ -344,7 +347,7 @@ function TrackClient:batch(operations)
   local body = '{"batch":[' .. table.concat(parts, ",") .. "]}"
   local result, res = send(self, "POST", { "batch" }, body, { base = self.v2_url })
   if type(result) ~= "table" then return result, res end
-  result.failed = failures(result, list)
+  result.failed = failures(result, list, self.client.secrets)
   return result, res
 end
 

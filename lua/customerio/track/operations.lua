@@ -228,13 +228,13 @@ function M.object(who, name)
   name = name or "object"
   check.table(who, name)
   if who.cio_object_id ~= nil then
-    check.required(who.cio_object_id, name .. ".cio_object_id")
+    check.id(who.cio_object_id, name .. ".cio_object_id")
     return who
   end
   check.required(who.object_type_id, name .. ".object_type_id")
-  check.required(who.object_id, name .. ".object_id")
-  if #tostring(who.object_id) > limits.person_id then
-    fail(string.format("%s.object_id is %d bytes; the limit is %d bytes", name, #tostring(who.object_id), limits.person_id))
+  local object_id = check.id(who.object_id, name .. ".object_id")
+  if #object_id > limits.person_id then
+    fail(string.format("%s.object_id is %d bytes; the limit is %d bytes", name, #object_id, limits.person_id))
   end
   return who
 end
@@ -486,6 +486,12 @@ function M.validate(op, name, event_ids)
   check.required(op.action, name .. ".action")
   local changes = {}
   local ids = op.identifiers
+  if type(ids) == "table" then -- numeric ids go out as numbers: they must be exact
+    for key, v in pairs(ids) do
+      if type(v) == "number" then check.id(v, name .. ".identifiers." .. tostring(key)) end
+    end
+  end
+  if type(op.anonymous_id) == "number" then check.id(op.anonymous_id, name .. ".anonymous_id") end
   if op.type == "person" and type(ids) == "table" then
     for _, key in ipairs({ "id", "email", "cio_id" }) do
       if type(ids[key]) == "string" or type(ids[key]) == "number" then

@@ -7,6 +7,7 @@
 -- only needs of it `current()` (the call running now, if any) and `handle()` (the multi handle).
 -- @module customerio.transport.async
 local core = require("customerio.core")
+local check = require("customerio.http.check")
 
 local yield = coroutine.yield
 local now_ms = core.monotonic_ms
@@ -47,6 +48,8 @@ function Transport:send(req, timeout_ms)
     })
     return self.blocking:send(req, timeout_ms)
   end
+  local repeated = require("customerio.transport").repeated_header(req.headers)
+  if repeated then return nil, "request", repeated end
   local id, kind, message = engine:handle():add(req.method, req.url, req.headers, req.body, timeout_ms,
     self.connect_timeout, self.ca_file, self.max_response)
   if not id then return nil, kind, message end
@@ -58,6 +61,7 @@ end
 --- Wait ms milliseconds between retries: inside an async call, yield until poll sees the
 -- deadline pass.
 function Transport:sleep(ms)
+  ms = check.ms(ms, "sleep: ms")
   if not self.engine:current() then return core.sleep_ms(ms) end
   yield(TOKEN, "sleep", now_ms() + ms)
 end

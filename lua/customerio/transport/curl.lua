@@ -3,6 +3,7 @@
 -- One handle per client, so consecutive calls reuse the connection.
 -- @module customerio.transport.curl
 local core = require("customerio.core")
+local transport = require("customerio.transport")
 
 local Curl = {}
 Curl.__index = Curl
@@ -27,6 +28,8 @@ end
 -- @tparam number timeout_ms whole-exchange timeout
 -- @return `{status, headers, body}` or nil, kind, message
 function Curl:send(req, timeout_ms)
+  local repeated = transport.repeated_header(req.headers)
+  if repeated then return nil, "request", repeated end
   local status, headers, body = self.handle:perform(req.method, req.url, req.headers, req.body, timeout_ms)
   if not status then return nil, headers, body end
   return { status = status, headers = headers, body = body }

@@ -28,6 +28,24 @@ function M.default_name()
   return M.in_nginx() and "ngx" or "curl"
 end
 
+--- Why a request's headers cannot be sent, or nil: a name given twice in two cases
+-- ("Authorization" and "authorization"). Header names are case-insensitive, so both would go
+-- out; every transport refuses such a request (kind "request") rather than guess.
+-- @tparam[opt] table headers name -> value
+-- @treturn string|nil
+function M.repeated_header(headers)
+  if type(headers) ~= "table" then return nil end
+  local seen = {}
+  for name in pairs(headers) do
+    if type(name) == "string" then
+      local lower = name:lower()
+      if seen[lower] then return "header " .. lower .. " is given twice, in two cases" end
+      seen[lower] = true
+    end
+  end
+  return nil
+end
+
 --- Create the default transport for where this code runs.
 -- @tparam[opt] table opts `ca_file`, `connect_timeout` (ms), `max_response` (bytes); the ngx
 -- transport also takes `keepalive_timeout`, `pool_size`, `backend` (see its module)

@@ -20,7 +20,8 @@
 -- here; it only separates keep-alive pools. See examples/openresty/README.md.
 -- @module customerio.transport.ngx
 local ngx = ngx
-local fail = require("customerio.http.check").fail
+local check = require("customerio.http.check")
+local fail = check.fail
 
 local M = {}
 
@@ -101,8 +102,8 @@ function M.new(opts)
     name = "ngx",
     backend = backend,
     http = require(BACKENDS[backend]),
-    connect_timeout = positive(opts.connect_timeout, "connect_timeout", 10000),
-    keepalive_timeout = positive(opts.keepalive_timeout, "keepalive_timeout", 30000),
+    connect_timeout = check.ms(opts.connect_timeout, "connect_timeout", { positive = true, default = 10000 }),
+    keepalive_timeout = check.ms(opts.keepalive_timeout, "keepalive_timeout", { positive = true, default = 30000 }),
     pool_size = math.floor(positive(opts.pool_size, "pool_size", 30)),
     max_response = positive(opts.max_response, "max_response", DEFAULT_MAX_RESPONSE),
     ca_file = opts.ca_file,
@@ -264,6 +265,8 @@ function Ngx:send(req, timeout_ms)
   if not scheme then return nil, "request", host end
   local method = req.method or "GET"
   if type(method) ~= "string" or not method:match("^%u+$") then return nil, "request", "invalid HTTP method" end
+  local repeated = require("customerio.transport").repeated_header(req.headers)
+  if repeated then return nil, "request", repeated end
 
   local backend = self.http
   local prepared, perr = backend.prepare(req, host_header, target)
