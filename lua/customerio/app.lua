@@ -40,13 +40,14 @@ local M = { APIClient = APIClient }
 -- @tparam[opt] table opts `region` ("us", "eu", `customerio.regions.US` / `.EU`; default US),
 -- `url` (the App root, e.g. `"http://127.0.0.1:8080/v1"`; overrides `region`), `timeout` (ms,
 -- default 10000), `connect_timeout` (ms), `retry` (see `customerio.retry`, `false` disables),
--- `headers` (extra headers), `user_agent`, `ca_file`, `transport`
+-- `headers` (extra headers), `user_agent`, `ca_file`, `transport`, `workspace_id` (sent as
+-- `X-Workspace-Id` on the transactional sends, for a service-account token `sa_live_...`)
 -- @treturn APIClient
 function APIClient.new(app_api_key, opts)
   if check.is_empty(app_api_key) then check.fail("app_api_key is required") end
   if type(app_api_key) ~= "string" then check.fail("app_api_key must be a string") end
   opts = check.optional_table(opts, "opts")
-  Client.check_options(opts)
+  Client.check_options(opts, { workspace_id = true })
   local region = Client.region(opts.region)
   local self = setmetatable({}, APIClient)
   self.region = region
@@ -54,6 +55,14 @@ function APIClient.new(app_api_key, opts)
     base_url = Client.root(opts, region.api .. "/v1"), auth = "Bearer " .. app_api_key, secrets = { app_api_key },
   })
   self.url = self.client.base_url
+  local workspace = opts.workspace_id
+  if workspace ~= nil then
+    -- A service-account token works across workspaces; Customer.io's send endpoints take the
+    -- workspace from this header.
+    workspace = check.id(workspace, "workspace_id")
+    if workspace:find("%c") then check.fail("workspace_id must not contain control characters") end
+    self.send_headers = { ["X-Workspace-Id"] = workspace }
+  end
   return self
 end
 
@@ -71,7 +80,7 @@ local function send(self, class, req)
   req = requests.coerce(class, req)
   req:validate()
   return self.client:request("POST", { "send", requests.channels[class] }, {
-    body = req.message, body_name = "message",
+    body = req.message, body_name = "message", headers = self.send_headers,
   })
 end
 
