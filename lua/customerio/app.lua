@@ -142,7 +142,9 @@ end
 -- `data` is sent when it is a non-empty table. A list audience (`ids`, `emails`,
 -- `per_user_data`, `data_file_url`) moves to the top level with the flags it allows
 -- (flags that are false are left out: false is the API's default); any other non-empty
--- `recipients` is an audience filter sent as `recipients` after checking its grammar.
+-- `recipients` is an audience filter sent as `recipients` after checking its grammar, with
+-- its flags (`id_ignore_missing`, `email_ignore_missing`, `email_add_duplicates`) moved to the
+-- top level.
 -- @param broadcast_id broadcast id (string or number)
 -- @tparam[opt] table data Liquid data (`{{trigger.<key>}}`)
 -- @tparam[opt] table recipients audience
@@ -166,12 +168,18 @@ function M.broadcast_body(broadcast_id, data, recipients)
     end
   end
   if not chosen then
-    for k in pairs(recipients) do
-      if FLAGS[k] then
-        check.fail("recipients." .. k .. " only applies to ids, emails, per_user_data or data_file_url")
-      end
+    -- A filter audience takes the three flags too (Customer.io's "custom recipients" shape):
+    -- they go at the top level, beside `recipients`, not inside the filter.
+    local filter, flags = {}, false
+    for k, v in pairs(recipients) do
+      if FLAGS[k] then flags = true else filter[k] = v end
     end
-    body.recipients = filters.validate(recipients, "recipients")
+    if not flags then filter = recipients end
+    -- Only flags: the broadcast's own audience, with the flags (the "default audience" shape).
+    if next(filter) ~= nil then body.recipients = filters.validate(filter, "recipients") end
+    for flag in pairs(FLAGS) do
+      if truthy(recipients[flag]) then body[flag] = recipients[flag] end
+    end
     return body
   end
   local allowed = { [chosen[1]] = true }
@@ -206,7 +214,9 @@ end
 --- Trigger an API-triggered broadcast.
 --
 -- The audience is one of: nothing (the broadcast's own audience); a filter
--- (`customerio.filters`, or a table like `{segment = {id = 3}}`); `{ids = {...}, id_ignore_missing = true}`;
+-- (`customerio.filters`, or a table like `{segment = {id = 3}}`), which may carry the three
+-- flags (`{segment = {id = 3}, email_ignore_missing = true}`); the flags alone (the broadcast's
+-- own audience with them); `{ids = {...}, id_ignore_missing = true}`;
 -- `{emails = {...}, email_ignore_missing =, email_add_duplicates =}`; `{per_user_data = {...}, ...}`;
 -- `{data_file_url = "https://...", ...}`. At most 1 request per 10 seconds.
 -- @param broadcast_id the broadcast's id
