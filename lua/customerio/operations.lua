@@ -307,8 +307,8 @@ M.suppress = bare("person", "suppress", M.person)
 -- @function unsuppress
 M.unsuppress = bare("person", "unsuppress", M.person)
 
---- Split device data as customerio-node's addDevice does: `last_used`, then every other key
--- as `attributes` (omitted when none).
+--- Split device data as customerio-node 5.2's addDevice does: `last_used` (whenever it is not
+-- nil or null, 0 included), then every other key as `attributes` (omitted when none).
 -- @tparam table device the device table to fill
 -- @tparam[opt] table data
 -- @tparam string name
@@ -320,7 +320,8 @@ function M.device_data(device, data, name)
     if k ~= "last_used" then attributes[k] = v; any = true end
   end
   local last_used = data.last_used
-  if last_used ~= nil and last_used ~= false and last_used ~= 0 and not check.is_empty(last_used) then
+  -- Node 5.2 sends last_used whenever it is not null (0 included); we check it is a time.
+  if last_used ~= nil and last_used ~= core.null then
     device.last_used = timestamp.timestamp(last_used, name .. ".last_used")
   end
   if any then device.attributes = attributes end
