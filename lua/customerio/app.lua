@@ -263,6 +263,12 @@ local function check_arg(a, v)
     if v == nil or (type(v) == "table" and v[1] == nil) then check.fail(name .. " is required") end
     if type(v) ~= "table" then check.fail(name .. " must be a list, got " .. type(v)) end
     return v
+  elseif kind == "array" then
+    if v == nil then check.fail(name .. " is required") end
+    if type(v) ~= "table" then check.fail(name .. " must be a list, got " .. type(v)) end
+    if next(v) == nil then return setmetatable({}, core.array_mt) end -- [] on the wire, not {}
+    if v[1] == nil then check.fail(name .. " must be a list, got a table with named keys") end
+    return v
   elseif kind == "any" then
     if v == nil then check.fail(name .. " is required") end
     return v

@@ -2,7 +2,8 @@
 --
 -- Each entry is customerio-node 5.2.0's method (its camelCase name; ours is the
 -- snake_case form) or, marked `node = false`, an endpoint of Customer.io's App API that Node
--- 5.2.0 does not have (named by the operationId of Customer.io's API reference), the HTTP method, the path under the App root (`/v1`) with
+-- 5.2.0 does not have (named by the operationId of Customer.io's API reference), the HTTP
+-- method, the path under the App root (`/v1`) with
 -- `{name}` for the path parameters, and the positional arguments, from which
 -- `customerio.app` generates the methods. The generated reference is
 -- docs/app_endpoints.md (regenerate with `endpoints.markdown()`; spec/app_catalogue_spec.lua
@@ -14,7 +15,8 @@
 --   names; a name in the path is a required id (string or number, percent-encoded);
 --   `options` is an optional table of query options; `id_type` a positional id type; other
 --   names carry a type: `:table` (required table), `:data` (optional table, default `{}`),
---   `:list` (required non-empty list), `:any` (required, not nil/null), `:id` (required id
+--   `:list` (required non-empty list), `:array` (required list, may be empty; `{}` is sent as
+--   `[]`), `:any` (required, not nil/null), `:id` (required id
 --   kept as given), `:email` (a non-empty string);
 -- - `query`: the query keys in Node's order, taken from the positional argument of that name
 --   or else from `options`, where the wire's snake_case name and its camelCase spelling are
@@ -323,7 +325,7 @@ E{ "updateCollection", "PUT", "collections/{collection_id}", "collection_id, upd
 E{ "deleteCollection", "DELETE", "collections/{collection_id}", "collection_id", doc = "Delete a collection." }
 E{ "getCollectionContent", "GET", "collections/{collection_id}/content", "collection_id",
   doc = "The contents of a collection." }
-E{ "updateCollectionContent", "PUT", "collections/{collection_id}/content", "collection_id, content:table",
+E{ "updateCollectionContent", "PUT", "collections/{collection_id}/content", "collection_id, content:array",
   body = "content", doc = "Replace the contents of a collection." }
 
 F("suppressions")
@@ -391,9 +393,9 @@ E{ "createDeliveriesExport", "POST", "exports/deliveries", "newsletter_id:id, op
   doc = "Export the deliveries of a newsletter (`start`, `end`, `attributes`, `metric`, `drafts`)." }
 
 F("data_index")
-E{ "batchUpdateAttributes", "POST", "data_index/attributes", "attributes:any", body = { attributes = "attributes" },
+E{ "batchUpdateAttributes", "POST", "data_index/attributes", "attributes:list", body = { attributes = "attributes" },
   doc = "Update the descriptions of attributes in the data index." }
-E{ "batchUpdateEvents", "POST", "data_index/events", "events:any", body = { events = "events" },
+E{ "batchUpdateEvents", "POST", "data_index/events", "events:list", body = { events = "events" },
   doc = "Update the descriptions of events in the data index." }
 
 F("live_notifications")
