@@ -219,6 +219,23 @@ local function behaviours(make)
       assert.are.equal("pro", h.person("u1").attributes.plan)
     end)
 
+    it("unsuppress lifts what suppress set: the person's id and email (and cio_id)", function()
+      assert(h.track:identify("6", { email = "six@example.com" }))
+      assert(h.track:suppress("6"))
+      assert(h.track:identify("x", { email = "six@example.com" }))
+      assert.is_nil(h.person("x"))
+      assert(h.track:unsuppress("6"))
+      -- the email and the cio_id are allowed again, not only the id
+      assert(h.track:identify("x", { email = "six@example.com" }))
+      assert.are.equal("six@example.com", h.person("x").attributes.email)
+      -- unsuppressing by the email lifts the id as well
+      assert(h.track:identify("7", { email = "seven@example.com" }))
+      assert(h.track:suppress("7"))
+      assert(h.track:unsuppress("seven@example.com"))
+      assert(h.track:identify("7", { plan = "pro" }))
+      assert.are.equal("pro", h.person("7").attributes.plan)
+    end)
+
     it("refuses attribute values over 1000 bytes, as Customer.io does", function()
       -- The client refuses before sending; a raw request shows the sandbox enforces it too.
       assert.has_error(function() h.track:identify("u1", { bio = string.rep("x", 1001) }) end)
