@@ -4,7 +4,8 @@
 -- `id`, an email, or `cio_<cio_id>`; an unknown path id with a known email in the body
 -- updates that person and gives them the id; `_update = true` never creates; `null` or ""
 -- removes an attribute; suppressed identifiers (a person's id, email and cio_id together)
--- cannot be identified again until one of them is unsuppressed, which lifts them all; anonymous events join a person identified with their `anonymous_id`.
+-- cannot be identified again until one of them is unsuppressed, which lifts them all;
+-- anonymous events join a person identified with their `anonymous_id`.
 -- @module customerio.sandbox.state
 local core = require("customerio.core")
 
