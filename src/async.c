@@ -33,6 +33,7 @@ typedef struct async_transfer {
   CURL *easy;
   struct curl_slist *req_headers;
   http_buffer req_body; /* a copy: the Lua string may be collected before the transfer ends */
+  http_body body;       /* libcurl's reader over req_body */
   http_sink sink;
   lua_Integer id;
   int in_multi;
@@ -262,7 +263,7 @@ static int async_add(lua_State *L) {
   http_build_headers(L, 4, &t->req_headers);
   t->req_body.len = 0;
   if (body != NULL && http_buffer_append(&t->req_body, body, blen) != 0) return luaL_error(L, "out of memory");
-  http_set_method(L, t->easy, 2, method, mlen, body != NULL ? t->req_body.data : NULL, blen);
+  http_set_method(L, t->easy, 2, method, mlen, body != NULL ? t->req_body.data : NULL, blen, &t->body);
   if ((rc = curl_easy_setopt(t->easy, CURLOPT_URL, url)) != CURLE_OK ||
       (rc = curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req_headers)) != CURLE_OK ||
       (rc = curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, http_ms(timeout))) != CURLE_OK ||

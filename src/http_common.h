@@ -47,10 +47,21 @@ void http_build_headers(lua_State *L, int arg, struct curl_slist **list);
 /* Whether a URL has no spaces or control characters (and is not empty). */
 int http_valid_url(const char *url, size_t len);
 
-/* Reset the method state of a reused handle and set method and body (body may be NULL; it must
- * outlive the transfer). Raises an argument error on arg for an invalid method. */
+/* A request body that libcurl reads through a callback (see http_set_body). */
+typedef struct {
+  const char *data;
+  size_t len, pos;
+} http_body;
+
+/* Give libcurl the body to send (POST, or the method set with CURLOPT_CUSTOMREQUEST): body and
+ * src must outlive the transfer. libcurl reads it through a callback that cannot rewind, so it
+ * cannot send it a second time by itself (see http.c). Returns the first libcurl failure. */
+CURLcode http_set_body(CURL *easy, http_body *src, const char *body, size_t blen);
+
+/* Reset the method state of a reused handle and set method and body (body may be NULL; it and
+ * src must outlive the transfer). Raises an argument error on arg for an invalid method. */
 void http_set_method(lua_State *L, CURL *easy, int arg, const char *method, size_t mlen, const char *body,
-                     size_t blen);
+                     size_t blen, http_body *src);
 
 /* Milliseconds for CURLOPT_*TIMEOUT_MS: a fraction rounds up to 1 (libcurl reads 0 as "no
  * timeout"), a huge or infinite value is capped at ~24.8 days (a plain (long) cast of it would
