@@ -199,8 +199,8 @@ describe("customerio.async", function()
       assert.are.equal("Bearer app-key", server.requests("/v1/send/email")[1].headers["authorization"])
     end)
 
-    it("wraps a customerio.client", function()
-      local Client = require("customerio.client")
+    it("wraps a customerio.http.client", function()
+      local Client = require("customerio.http.client")
       local c = Client.new({ base_url = server.url() .. "/x", auth = "Bearer k", user_agent = "ua" })
       local a = async.wrap(c, { engine = async.engine() })
       local got
@@ -247,7 +247,7 @@ describe("customerio.async", function()
     end)
 
     it("retries, with X-Retry-Count, a body whose kept-alive connection died after it went out", function()
-      -- libcurl does not send the body again by itself (src/http.c, http_set_body)
+      -- libcurl does not send the body again by itself (src/http_common.c, cio_set_body)
       local a, engine = wrapped()
       local results = {}
       a:identify("1", { n = 1 }, function(r, e) results[1] = { r, e } end)
