@@ -102,7 +102,13 @@ for _, p in ipairs(people) do
 end
 say("Power users: %s", members(1))
 say("At risk:     %s", members(2))
-say("High value:  %s   <- cy's revenue is the string \"900\": segments compare types strictly", members(3))
+if live then
+  say("High value:  %s   <- cy's revenue is the string \"900\"", members(3))
+else
+  say("High value:  %s   <- cy's revenue is the string \"900\": the sandbox compares types strictly", members(3))
+end
+say("             (Customer.io's docs don't say what its segments do with a number sent as a string:")
+say("              send numbers as numbers)")
 
 section("Segment membership follows the data")
 ok(track:identify("bob", { session_count = 70, engagement_tier = "power_user", days_since_last_login = 0 }))

@@ -81,12 +81,17 @@ describe("static library (make static) on " .. VERSION, function()
 
   it("runs the example host: identify and send_email, then async calls from a frame loop", function()
     build()
+    -- The send is accepted (queued), then the host asks for the delivery until it is sent.
+    server.respond({ path = "/v1/send/email", body = '{"delivery_id":"d-1","queued_at":1700000000}' })
+    server.respond({ path = "/v1/messages/", body = '{"message":{"id":"d-1","metrics":{"created":1700000000}}}' })
+    server.respond({ path = "/v1/messages/",
+      body = '{"message":{"id":"d-1","metrics":{"created":1700000000,"sent":1700000001},"failure_message":null}}' })
     -- From a directory without any Lua file, with no LUA_PATH: nothing comes from disk.
     local ok, out = sh("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_3 -u LUA_PATH_5_4 "
       .. q(ROOT .. "/" .. BUILD .. "/embed-host") .. " " .. q(server.url()))
     assert(ok, out)
     assert.is_truthy(out:find("identify: ok", 1, true), out)
-    assert.is_truthy(out:find("send_email: ok", 1, true), out)
+    assert.is_truthy(out:find("send_email: sent d-1", 1, true), out)
     assert.is_truthy(out:find("async: 20 ok, 0 failed", 1, true), out)
     assert.is_truthy(out:find("host: done", 1, true), out)
 
@@ -105,6 +110,10 @@ describe("static library (make static) on " .. VERSION, function()
     assert.are.same({ id = "player-1" }, email[1].json.identifiers)
     assert.are.same({ name = "Ada" }, email[1].json.message_data)
 
+    local polls = server.requests("/v1/messages/")
+    assert.are.equal(2, #polls)
+    assert.are.equal("GET /v1/messages/d-1", polls[2].method .. " " .. polls[2].path)
+
     local events = server.requests("/api/v1/customers/player-1/events")
     assert.are.equal(20, #events)
     local levels = {}
@@ -113,6 +122,19 @@ describe("static library (make static) on " .. VERSION, function()
       levels[r.json.data.level] = true
     end
     for i = 1, 20 do assert.is_true(levels[i]) end
+  end)
+
+  it("stops with the delivery's failure_message when the email was accepted but not sent", function()
+    build()
+    server.respond({ path = "/v1/send/email", body = '{"delivery_id":"d-2","queued_at":1700000000}' })
+    server.respond({ path = "/v1/messages/", body = '{"message":{"id":"d-2","metrics":{"created":1700000000,'
+      .. '"failed":1700000001},"failure_message":"undefined variable \'message_data.name\'"}}' })
+    local ok, out, status = sh(q(ROOT .. "/" .. BUILD .. "/embed-host") .. " " .. q(server.url()))
+    assert.is_false(ok)
+    assert.are.equal(1, status)
+    assert.is_truthy(out:find("host: send_email: delivery d-2 failed: undefined variable 'message_data.name'", 1, true), out)
+    assert.is_nil(out:find("host: done", 1, true), out)
+    assert.are.equal(0, #server.requests("/api/v1/customers/player-1/events"))
   end)
 
   it("reports a failure with the error object's message and a non-zero status", function()

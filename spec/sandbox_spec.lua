@@ -202,6 +202,46 @@ local function behaviours(make)
       assert.are.equal("pro", h.person("u1").attributes.plan)
     end)
 
+    it("unsuppress lifts what suppress set: the person's id and email (and cio_id)", function()
+      assert(h.track:identify("6", { email = "six@example.com" }))
+      assert(h.track:suppress("6"))
+      assert(h.track:identify("x", { email = "six@example.com" }))
+      assert.is_nil(h.person("x"))
+      assert(h.track:unsuppress("6"))
+      -- the email and the cio_id are allowed again, not only the id
+      assert(h.track:identify("x", { email = "six@example.com" }))
+      assert.are.equal("six@example.com", h.person("x").attributes.email)
+      -- unsuppressing by the email lifts the id as well
+      assert(h.track:identify("7", { email = "seven@example.com" }))
+      assert(h.track:suppress("7"))
+      assert(h.track:unsuppress("seven@example.com"))
+      assert(h.track:identify("7", { plan = "pro" }))
+      assert.are.equal("pro", h.person("7").attributes.plan)
+    end)
+
+    it("shows a transactional delivery's outcome through get_message (sent, or failed and why)", function()
+      h.add_transactional("welcome", { from = "game@example.com", subject = "Hi {{ trigger.name }}", body = "Welcome" })
+      assert(h.track:identify("p1", { email = "p1@example.com" }))
+      local sent = assert(h.api:send_email({ transactional_message_id = "welcome", to = "p1@example.com",
+        identifiers = { id = "p1" }, message_data = { name = "Ada" } }))
+      local got = assert(h.api:get_message(sent.delivery_id)).message
+      assert.are.equal(sent.delivery_id, got.id)
+      assert.is_number(got.metrics.sent)
+      assert.is_nil(got.metrics.failed)
+      assert.are.equal("p1", got.customer_identifiers.id)
+      -- message_data is {{ trigger.x }}: {{ message_data.name }} is undefined and the delivery fails
+      h.add_transactional("welcome_wrong", { from = "game@example.com", subject = "Hi {{message_data.name}}",
+        body = "Welcome" })
+      sent = assert(h.api:send_email({ transactional_message_id = "welcome_wrong", to = "p1@example.com",
+        identifiers = { id = "p1" }, message_data = { name = "Ada" } }))
+      got = assert(h.api:get_message(sent.delivery_id)).message
+      assert.is_number(got.metrics.failed)
+      assert.is_nil(got.metrics.sent)
+      assert.is_truthy(got.failure_message:find("undefined variable 'message_data.name'", 1, true), got.failure_message)
+      local _, err = h.api:get_message("sbx_nope")
+      assert.are.equal(404, err.status)
+    end)
+
     it("refuses attribute values over 1000 bytes, as Customer.io does", function()
       -- The client refuses before sending; a raw request shows the sandbox enforces it too.
       assert.has_error(function() h.track:identify("u1", { bio = string.rep("x", 1001) }) end)

@@ -33,6 +33,7 @@ typedef struct async_transfer {
   CURL *easy;
   struct curl_slist *req_headers;
   cio_buffer req_body; /* a copy: the Lua string may be collected before the transfer ends */
+  cio_body body;       /* libcurl's reader over req_body */
   cio_sink sink;
   lua_Integer id;
   int in_multi;
@@ -92,7 +93,8 @@ static void async_recycle(async_multi *m, async_transfer *t) {
   }
   /* Nothing may point into the request's buffers once the transfer is over. */
   curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
-  curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, NULL);
+  t->body.data = NULL;
+  t->body.len = t->body.pos = 0;
   curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
   curl_slist_free_all(t->req_headers);
   t->req_headers = NULL;
@@ -264,7 +266,7 @@ static int async_add(lua_State *L) {
   cio_build_headers(L, 4, &t->req_headers);
   t->req_body.len = 0;
   if (body != NULL && cio_buffer_append(&t->req_body, body, blen) != 0) return luaL_error(L, "out of memory");
-  cio_set_method(L, t->easy, 2, method, mlen, body != NULL ? t->req_body.data : NULL, blen);
+  cio_set_method(L, t->easy, 2, method, mlen, body != NULL ? t->req_body.data : NULL, blen, &t->body);
   if ((rc = curl_easy_setopt(t->easy, CURLOPT_URL, url)) != CURLE_OK ||
       (rc = curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req_headers)) != CURLE_OK ||
       (rc = curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, cio_ms(timeout))) != CURLE_OK ||

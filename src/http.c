@@ -25,6 +25,7 @@
 typedef struct {
   CURL *easy;
   struct curl_slist *req_headers; /* owned until the next perform or close */
+  cio_body body;                  /* the request body being sent (points into a Lua string) */
   cio_sink sink;
   long connect_timeout_ms;
   char errbuf[CURL_ERROR_SIZE];
@@ -119,7 +120,7 @@ static int http_perform(lua_State *L) {
 
   cio_sink_reset(&h->sink);
   h->errbuf[0] = '\0';
-  cio_set_method(L, h->easy, 2, method, mlen, body, blen);
+  cio_set_method(L, h->easy, 2, method, mlen, body, blen, &h->body);
   if ((rc = curl_easy_setopt(h->easy, CURLOPT_URL, url)) != CURLE_OK ||
       (rc = curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->req_headers)) != CURLE_OK ||
       (rc = curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, cio_ms(timeout))) != CURLE_OK) {
@@ -130,8 +131,9 @@ static int http_perform(lua_State *L) {
   }
 
   rc = curl_easy_perform(h->easy);
-  /* POSTFIELDS points into a Lua string: forget it before the string can be collected. */
-  curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, NULL);
+  /* The body points into a Lua string: forget it before the string can be collected. */
+  h->body.data = NULL;
+  h->body.len = h->body.pos = 0;
   curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
   if (rc != CURLE_OK) {
     lua_pushnil(L);

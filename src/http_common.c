@@ -257,12 +257,39 @@ void cio_build_headers(lua_State *L, int arg, struct curl_slist **list) {
   }
 }
 
+/* Why a callback and not CURLOPT_POSTFIELDS: when a kept-alive connection dies after the
+ * request went out and before any response, libcurl sends the request again on a new connection
+ * by itself, rewinding POSTFIELDS as needed, unseen by the retry policy and without
+ * X-Retry-Count. A body read by a callback without CURLOPT_SEEKFUNCTION cannot be rewound, so
+ * libcurl fails the transfer instead (CURLE_SEND_FAIL_REWIND, a "network" error) and the retry
+ * policy decides. A request without a body (GET) may still be replayed by libcurl. */
+static size_t cio_read_body(char *buf, size_t size, size_t nitems, void *userdata) {
+  cio_body *b = (cio_body *)userdata;
+  size_t n = size * nitems;
+  if (n > b->len - b->pos) n = b->len - b->pos;
+  if (n > 0) memcpy(buf, b->data + b->pos, n);
+  b->pos += n;
+  return n;
+}
+
+CURLcode cio_set_body(CURL *easy, cio_body *src, const char *body, size_t blen) {
+  CURLcode rc;
+  src->data = body;
+  src->len = blen;
+  src->pos = 0;
+  if ((rc = curl_easy_setopt(easy, CURLOPT_POST, 1L)) != CURLE_OK ||
+      (rc = curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen)) != CURLE_OK ||
+      (rc = curl_easy_setopt(easy, CURLOPT_READFUNCTION, cio_read_body)) != CURLE_OK)
+    return rc;
+  return curl_easy_setopt(easy, CURLOPT_READDATA, (void *)src);
+}
+
 /* Reset per-request state left by the previous call on a reused handle, then set the method. */
 void cio_set_method(lua_State *L, CURL *easy, int arg, const char *method, size_t mlen, const char *body,
-                    size_t blen) {
+                    size_t blen, cio_body *src) {
   size_t i;
-  /* Checked before anything is handed to libcurl: raising after CURLOPT_POSTFIELDS would
-   * leave the handle pointing into a Lua string that may be collected before the next call. */
+  /* Checked before anything is handed to libcurl: raising after cio_set_body would leave the
+   * handle pointing into a Lua string that may be collected before the next call. */
   if (mlen == 0) luaL_argerror(L, arg, "invalid HTTP method");
   for (i = 0; i < mlen; i++)
     if (method[i] < 'A' || method[i] > 'Z') luaL_argerror(L, arg, "invalid HTTP method");
@@ -272,10 +299,7 @@ void cio_set_method(lua_State *L, CURL *easy, int arg, const char *method, size_
   if (strcmp(method, "HEAD") == 0) {
     curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
   } else if (strcmp(method, "GET") != 0 || body != NULL) {
-    if (body != NULL) {
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
-    }
+    if (body != NULL) (void)cio_set_body(easy, src, body, blen); /* as the setopts above */
     if (strcmp(method, "POST") != 0 || body == NULL) curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
   }
 }
@@ -288,6 +312,10 @@ void cio_push_failure(lua_State *L, CURLcode rc, const cio_sink *sink, const cha
     lua_pushliteral(L, "too_large");
     lua_pushfstring(L, "response headers over the limit (%d lines, %d bytes)", CIO_MAX_HEADER_LINES,
                     CIO_MAX_HEADER_BYTES);
+  } else if (rc == CURLE_SEND_FAIL_REWIND) {
+    /* libcurl's text ("necessary data rewind wasn't possible") does not say what happened. */
+    lua_pushstring(L, cio_curl_error_kind(rc));
+    lua_pushliteral(L, "the kept-alive connection closed after the request was sent, before any response");
   } else {
     lua_pushstring(L, cio_curl_error_kind(rc));
     lua_pushstring(L, errbuf[0] ? errbuf : curl_easy_strerror(rc));

@@ -62,6 +62,18 @@ CURLcode cio_curl_setup(CURL *easy, char *errbuf, long connect_timeout_ms, const
  * limits above). */
 CURLcode cio_sink_attach(CURL *easy, cio_sink *sink, const char **failed);
 
+/* A request body that libcurl reads through a callback (cio_set_body). */
+typedef struct {
+  const char *data;
+  size_t len, pos;
+} cio_body;
+
+/* Give libcurl the body to send (POST, or the method set with CURLOPT_CUSTOMREQUEST); body and
+ * src must outlive the transfer. libcurl reads it through a callback that cannot rewind, so it
+ * cannot send it a second time by itself (see http_common.c). Returns the first libcurl
+ * failure. */
+CURLcode cio_set_body(CURL *easy, cio_body *src, const char *body, size_t blen);
+
 /* NULL when a URL may be handed to libcurl; otherwise why not (empty, spaces or control
  * characters, longer than CIO_MAX_URL_BYTES). */
 const char *cio_url_problem(const char *url, size_t len);
@@ -92,10 +104,10 @@ struct lua_State;
  * caller, so nothing leaks when it raises. */
 void cio_build_headers(struct lua_State *L, int arg, struct curl_slist **list);
 
-/* Reset the method state of a reused handle and set method and body (body may be NULL; it must
- * outlive the transfer). Raises an argument error on arg for an invalid method. */
+/* Reset the method state of a reused handle and set method and body (body may be NULL; it and
+ * src must outlive the transfer). Raises an argument error on arg for an invalid method. */
 void cio_set_method(struct lua_State *L, CURL *easy, int arg, const char *method, size_t mlen, const char *body,
-                    size_t blen);
+                    size_t blen, cio_body *src);
 
 /* Milliseconds for CURLOPT_*TIMEOUT_MS: a fraction rounds up to 1 (libcurl reads 0 as "no
  * timeout"), a huge or infinite value is capped at ~24.8 days (a plain (long) cast of it would

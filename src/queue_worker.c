@@ -90,6 +90,7 @@ typedef struct {
   CURL *easy;
   queue_batch *batch; /* NULL when the slot is free */
   struct curl_slist *retry_headers;
+  cio_body body; /* libcurl's reader over the batch's body */
   queue_buf resp;
   char retry_after[64];
   char errbuf[CURL_ERROR_SIZE];
@@ -424,8 +425,7 @@ static int queue_slot_start(queue_state *q, queue_slot *s, queue_batch *b) {
   s->retry_after[0] = '\0';
   s->errbuf[0] = '\0';
   if (curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
-      curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len) != CURLE_OK ||
-      curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, b->body) != CURLE_OK)
+      cio_set_body(s->easy, &s->body, b->body, b->len) != CURLE_OK)
     return -1;
   if (curl_multi_add_handle(q->multi, s->easy) != CURLM_OK) return -1;
   s->batch = b;

@@ -5,8 +5,8 @@
  *     make static embed-host            (build/5.4/libcustomerio.a, build/5.4/embed-host)
  *     build/5.4/embed-host http://127.0.0.1:8180
  *
- * It sends an identify and a transactional email with the blocking API, then tracks a few
- * events with the async API from a fake frame loop that calls customerio.poll(0) once per
+ * It sends an identify and a transactional email with the blocking API (and checks that the
+ * email was sent, not only accepted), then tracks a few events with the async API from a fake frame loop that calls customerio.poll(0) once per
  * frame. The URL is the root of a Customer.io-compatible server (make sandbox, or the test
  * server); the Track API is under /api/v1 and the App API under /v1.
  *
@@ -38,7 +38,21 @@ static const char host_script[] =
   "sent, err = api:send_email({ transactional_message_id = 'welcome', to = 'player@example.com',\n"
   "  identifiers = { id = 'player-1' }, message_data = { name = 'Ada' } })\n"
   "if not sent then error('send_email: ' .. tostring(err)) end\n"
-  "print('send_email: ok ' .. tostring(sent.delivery_id))\n"
+  "-- Accepted is not sent: the template may still fail to render (a missing variable). Ask\n"
+  "-- for the delivery's metrics (App API getMessage) until it is sent or failed.\n"
+  "local outcome = 'queued'\n"
+  "for _ = 1, 50 do\n"
+  "  local got, e = api:get_message(sent.delivery_id)\n"
+  "  if not got then error('get_message: ' .. tostring(e)) end\n"
+  "  local metrics, why = got.message.metrics or {}, got.message.failure_message\n"
+  "  if metrics.failed or metrics.dropped or metrics.undeliverable then\n"
+  "    error('send_email: delivery ' .. tostring(sent.delivery_id) .. ' failed: '\n"
+  "      .. (type(why) == 'string' and why or 'no reason given'), 0)\n"
+  "  end\n"
+  "  if metrics.sent or metrics.delivered then outcome = 'sent'; break end\n"
+  "  host_sleep_ms(100)\n"
+  "end\n"
+  "print('send_email: ' .. outcome .. ' ' .. tostring(sent.delivery_id))\n"
   "\n"
   "-- Async calls from the game loop: they return at once; poll(0) never blocks.\n"
   "local events = customerio.async(track)\n"

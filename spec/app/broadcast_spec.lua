@@ -136,8 +136,23 @@ describe("APIClient:trigger_broadcast", function()
       refuses("recipients.email_ignore_missing does not apply to ids", function()
         offline:trigger_broadcast(7, nil, { ids = { "1" }, email_ignore_missing = true })
       end)
-      refuses("recipients.id_ignore_missing only applies to ids, emails, per_user_data or data_file_url", function()
-        offline:trigger_broadcast(7, nil, { segment = { id = 1 }, id_ignore_missing = true })
+    end)
+
+    it("sends the flags of a filter audience, or of the default audience, beside recipients", function()
+      -- Customer.io's trigger body for custom recipients and for the default audience takes the
+      -- three flags at the top level (Node would send them inside recipients).
+      local audience = f.all_of({ f.segment(1), f.eq("plan", "pro") })
+      audience.id_ignore_missing = true
+      audience.email_ignore_missing = true
+      audience.email_add_duplicates = false
+      assert(api:trigger_broadcast(7, { a = 1 }, audience))
+      assert.are.same({ data = { a = 1 }, recipients = { ["and"] = { { segment = { id = 1 } },
+        { attribute = { field = "plan", operator = "eq", value = "pro" } } } },
+        id_ignore_missing = true, email_ignore_missing = true }, server.last().json)
+      assert(api:trigger_broadcast(7, nil, { email_add_duplicates = true }))
+      assert.are.same({ email_add_duplicates = true }, server.last().json)
+      refuses('recipients: unknown filter "plan" (expected one of "and", "or", "not", "segment", "attribute")', function()
+        offline:trigger_broadcast(7, nil, { plan = "pro", id_ignore_missing = true })
       end)
     end)
 

@@ -22,7 +22,7 @@ end
 local f = customerio.filters
 
 
--- { method name, arguments, "HTTP /path?query", body (nil: none; "{}" compared raw) }
+-- { method name, arguments, "HTTP /path?query", body (nil: none; "{}" and "[]" compared raw) }
 local calls = {
   customers = {
     { "get_customers_by_email", { "a+b@x.com" }, "GET /v1/customers?email=a%2Bb%40x.com" },
@@ -44,6 +44,32 @@ local calls = {
     { "search_customers", { f.all_of({ f.segment(7) }), { limit = 100 } }, "POST /v1/customers?limit=100",
       { filter = { ["and"] = { { segment = { id = 7 } } } } } },
     { "get_customers_attributes", { { "1", "2" } }, "POST /v1/customers/attributes", { ids = { "1", "2" } } },
+    -- phone: Customer.io documents it for person look-ups (Node 5.2 refuses it); "+" as %2B
+    { "get_attributes", { "+14155552671", "phone" }, "GET /v1/customers/%2B14155552671/attributes?id_type=phone" },
+  },
+  -- Not in Node 5.2: Customer.io's App API reference (opt-outs, live notifications).
+  optouts = {
+    { "get_optouts", { { from = "+15551234567", limit = 10, start = "MTox" } },
+      "GET /v1/optouts?from=%2B15551234567&start=MTox&limit=10" },
+    { "get_optouts", {}, "GET /v1/optouts" },
+    { "get_person_optouts", { "42" }, "GET /v1/customers/42/optouts" },
+    { "get_person_optouts", { "+15550001111", "phone" }, "GET /v1/customers/%2B15550001111/optouts?id_type=phone" },
+    { "update_person_optouts", { "42", { { from = "+15551234567", optout = true, channel = "sms" } } },
+      "PUT /v1/customers/42/optouts", { optouts = { { from = "+15551234567", optout = true, channel = "sms" } } } },
+    { "update_person_optouts", { "a@b.c", { { from = "+1555", optout = false } }, "email" },
+      "PUT /v1/customers/a%40b.c/optouts?id_type=email", { optouts = { { from = "+1555", optout = false } } } },
+  },
+  live_notifications = {
+    { "start_live_notification", { { identifiers = { id = "42" }, notification_type = "io.customer.livenotifications.segments",
+      attributes = { header = "Tacos" }, content_state = { status = "Order received", segmentsTotal = 4,
+      segmentsComplete = 1 } } }, "POST /v1/live_notifications/start",
+      { identifiers = { id = "42" }, notification_type = "io.customer.livenotifications.segments",
+        attributes = { header = "Tacos" }, content_state = { status = "Order received", segmentsTotal = 4,
+        segmentsComplete = 1 } } },
+    { "update_live_notification", { { instance_id = "01J", content_state = { status = "Out" } } },
+      "POST /v1/live_notifications/update", { instance_id = "01J", content_state = { status = "Out" } } },
+    { "end_live_notification", { { instance_id = "01J" } }, "POST /v1/live_notifications/end", { instance_id = "01J" } },
+    { "get_live_notification", { "01J/x" }, "GET /v1/live_notifications/01J%2Fx" },
   },
   objects = {
     { "get_object_attributes", { 1, "acme" }, "GET /v1/objects/1/acme/attributes" },
@@ -221,6 +247,7 @@ local calls = {
     { "delete_collection", { 2 }, "DELETE /v1/collections/2" },
     { "get_collection_content", { 2 }, "GET /v1/collections/2/content" },
     { "update_collection_content", { 2, { { a = 1 }, { a = 2 } } }, "PUT /v1/collections/2/content", { { a = 1 }, { a = 2 } } },
+    { "update_collection_content", { 2, {} }, "PUT /v1/collections/2/content", "[]" },
   },
   suppressions = {
     { "search_suppression", { "a+b@x.com" }, "GET /v1/esp/search_suppression/a%2Bb%40x.com" },
@@ -315,8 +342,8 @@ describe("APIClient catalogue", function()
   for _, family in ipairs({ "customers", "objects", "activities", "segments", "subscriptions", "transactional",
     "campaigns", "broadcasts", "newsletters", "design_studio", "assets", "collections", "suppressions",
     "reporting_webhooks", "snippets", "sender_identities", "messages", "imports", "exports", "data_index",
-    "workspaces", "info" }) do
-    it(family .. ": method, path, query and body as customerio-node sends them", function()
+    "workspaces", "info", "optouts", "live_notifications" }) do
+    it(family .. ": method, path, query and body as customerio-node sends them (or Customer.io documents)", function()
       local list = calls[family]
       for _, c in ipairs(list) do
         local name, args = c[1], c[2]
@@ -333,8 +360,8 @@ describe("APIClient catalogue", function()
         assert.are.equal("application/json", got.headers["content-type"])
         if body == nil then
           assert.are.equal("", got.body, name .. " sent a body")
-        elseif body == "{}" then
-          assert.are.equal("{}", got.body, name)
+        elseif body == "{}" or body == "[]" then
+          assert.are.equal(body, got.body, name)
         else
           assert.are.same(body, core.json_decode(got.body), name)
         end
@@ -379,10 +406,20 @@ describe("APIClient catalogue", function()
       { "get_segment takes 1 argument, got 2", "get_segment", 1, 2 },
       { "list_segments takes 0 arguments, got 1", "list_segments", {} },
       { "id is required", "get_attributes" },
-      { 'id_type must be one of "id", "cio_id", or "email"', "get_attributes", "1", "phone" },
-      { 'id_type must be one of "id", "cio_id", or "email"', "get_customer_activities", "1", { idType = "x" } },
-      { 'id_type must be one of "id", "cio_id", or "email"', "list_activities", { id_type = "object_id" } },
-      { 'id_type must be one of "id", "cio_id", or "email"', "get_customer_segments", "1", "ID" },
+      { 'id_type must be one of "id", "cio_id", "email", or "phone"', "get_attributes", "1", "mobile" },
+      { 'id_type must be one of "id", "cio_id", "email", or "phone"', "get_customer_activities", "1", { idType = "x" } },
+      { 'id_type must be one of "id", "cio_id", "email", or "phone"', "list_activities", { id_type = "object_id" } },
+      { 'id_type must be one of "id", "cio_id", "email", or "phone"', "get_customer_segments", "1", "ID" },
+      { 'id_type must be one of "id", "cio_id", "email", or "phone"', "get_person_optouts", "1", "cio" },
+      { "optouts is required", "update_person_optouts", "1", {} },
+      { "optouts must be a list, got string", "update_person_optouts", "1", "+1555" },
+      { "notification.identifiers is required", "start_live_notification",
+        { notification_type = "t", attributes = { a = 1 }, content_state = { s = 1 } } },
+      { "notification.content_state is required", "start_live_notification",
+        { identifiers = { id = "1" }, notification_type = "t", attributes = { a = 1 } } },
+      { "update.instance_id is required", "update_live_notification", { content_state = { s = 1 } } },
+      { "update.instance_id is required", "end_live_notification", {} },
+      { "instance_id is required", "get_live_notification" },
       { 'id_type must be one of "object_id" or "cio_object_id"', "get_object_attributes", 1, "a", "id" },
       { 'id_type must be one of "object_id" or "cio_object_id"', "get_object_relationships", 1, "a", { idType = "id" } },
       { "object_type_id is required", "get_object_attributes", nil, "a" },
@@ -410,6 +447,8 @@ describe("APIClient catalogue", function()
       { "component.tag is required", "create_design_studio_component", { name = "C" } },
       { "collection.name is required", "create_collection", {} },
       { "content is required", "update_collection_content", 2 },
+      { "content must be a list, got string", "update_collection_content", 2, "not an array" },
+      { "content must be a list, got a table with named keys", "update_collection_content", 2, { a = 1 } },
       { 'suppression_type must be one of "blocks", "bounces", "spam_reports", or "invalid_emails"',
         "get_suppressions", "nope" },
       { "suppression_type is required", "create_suppression", nil, "a@x.com" },
@@ -425,6 +464,10 @@ describe("APIClient catalogue", function()
       { "newsletter_id is required", "create_deliveries_export" },
       { "attributes is required", "batch_update_attributes" },
       { "events is required", "batch_update_events" },
+      -- Node 5.2 refuses an empty list here too (`!Array.isArray(events) || events.length === 0`)
+      { "attributes is required", "batch_update_attributes", {} },
+      { "events is required", "batch_update_events", {} },
+      { "events must be a list, got string", "batch_update_events", "buy" },
       { "unknown option limt for get_segment_membership (expected start, limit)", "get_segment_membership", 3, { limt = 5 } },
       { "unknown option start for get_transactional_message_metrics (expected period, steps)",
         "get_transactional_message_metrics", 3, { start = "x" } },
@@ -558,11 +601,16 @@ describe("APIClient catalogue", function()
     assert(have == want, path .. " is stale: run CIO_REGEN_DOCS=1 busted spec/app/endpoints_spec.lua")
   end)
 
-  it("names follow Node's: snake_case of the Node method", function()
+  it("names follow Node's: snake_case of the Node method (or of Customer.io's operationId)", function()
+    local not_in_node = {}
     for _, ep in ipairs(endpoints.list) do
-      assert.are.equal(ep.name, endpoints.snake(ep.node))
+      assert.are.equal(ep.name, endpoints.snake(ep.operation))
       assert.is_nil(ep.name:find("%u"))
+      if ep.node then assert.are.equal(ep.node, ep.operation) else not_in_node[#not_in_node + 1] = ep.name end
     end
+    table.sort(not_in_node)
+    assert.are.same({ "end_live_notification", "get_live_notification", "get_optouts", "get_person_optouts",
+      "start_live_notification", "update_live_notification", "update_person_optouts" }, not_in_node)
     assert.are.equal("parentFolderId", endpoints.camel("parent_folder_id"))
     assert.are.equal("get_ip_addresses", endpoints.snake("getIpAddresses"))
   end)

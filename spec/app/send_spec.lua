@@ -41,6 +41,32 @@ describe("APIClient transactional sends", function()
       fields = { identifiers = { id = 42 }, transactional_message_id = "inapp_1", message_data = { a = 1 } } },
   }
 
+  describe("a service-account token (workspace_id)", function()
+    it("sends X-Workspace-Id on every transactional send and on nothing else", function()
+      local sa = new_api({ workspace_id = 118 })
+      for _, ch in ipairs(channels) do
+        server.respond({ body = QUEUED })
+        assert(sa[ch.method](sa, customerio[ch.class](ch.fields)))
+        local got = server.last()
+        assert.are.equal(ch.path, got.path)
+        assert.are.equal("118", got.headers["x-workspace-id"])
+      end
+      assert(sa:list_segments())
+      assert.is_nil(server.last().headers["x-workspace-id"])
+      server.respond({ body = QUEUED })
+      assert(api:send_email(channels[1].fields))
+      assert.is_nil(server.last().headers["x-workspace-id"])
+    end)
+
+    it("refuses a workspace_id that is not an id", function()
+      assert.has_error(function() new_api({ workspace_id = {} }) end,
+        "workspace_id must be a string or a number, got table")
+      assert.has_error(function() new_api({ workspace_id = "" }) end, "workspace_id is required")
+      assert.has_error(function() new_api({ workspace_id = "1\r\nX-Evil: 1" }) end,
+        "workspace_id must not contain control characters")
+    end)
+  end)
+
   for _, ch in ipairs(channels) do
     describe(ch.method, function()
       it("posts the request's message and returns delivery_id and queued_at", function()

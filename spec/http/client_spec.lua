@@ -240,6 +240,36 @@ describe("customerio.http.client", function()
     end)
   end)
 
+  describe("a kept-alive connection that dies after the request went out", function()
+    -- libcurl would send a body again by itself on a new connection (its own replay, unseen by
+    -- the policy and without X-Retry-Count); the C core makes that a transfer failure instead,
+    -- so the retry policy decides and marks its retry.
+    it("is a failure the retry policy retries, with X-Retry-Count", function()
+      local c = new_client()
+      assert(c:request("POST", { "x" }, { body = { n = 1 } }))      -- opens the connection
+      server.respond({ drop = true })
+      local res = assert(c:request("POST", { "x" }, { body = { n = 2 } }))
+      assert.are.same({}, res)
+      local reqs = server.requests()
+      assert.are.equal(3, #reqs)
+      assert.are.equal(reqs[1].connection, reqs[2].connection)     -- the kept-alive connection
+      assert.is_nil(reqs[2].headers["x-retry-count"])
+      assert.are.equal("1", reqs[3].headers["x-retry-count"])       -- the policy's retry
+      assert.are.same({ n = 2 }, reqs[3].json)
+    end)
+
+    it("is an error when retries are off: the body went out once", function()
+      local c = new_client({ retry = false })
+      assert(c:request("PUT", { "x" }, { body = { n = 1 } }))
+      server.respond({ drop = true })
+      local res, err = c:request("PUT", { "x" }, { body = { n = 2 } })
+      assert.is_nil(res)
+      assert.are.equal("network", err.kind)
+      assert.is_true(err.retryable)
+      assert.are.equal(2, server.count())
+    end)
+  end)
+
   describe("timeouts", function()
     it("times out a slow response and retries it", function()
       local c = new_client({ timeout = 200, retry = { max_retries = 1, min_timeout = 1, max_timeout = 2 } })

@@ -265,6 +265,52 @@ describe("customerio.liquid", function()
       assert.equal("07:29 EDT", R("{{ 1152098955 | date: '%H:%M %Z', 'America/New_York' }}"))
     end)
 
+    it("keeps the offset a date string states, as Shopify's Liquid does", function()
+      assert.equal("-0400", R("{{ '2020-06-15 14:30:00 -0400' | date: '%z' }}"))
+      assert.equal("14:30 -04:00", R("{{ '2020-06-15 14:30:00 -0400' | date: '%H:%M %:z' }}"))
+      assert.equal("2020-06-15T14:30:00+05:30", R("{{ '2020-06-15T14:30:00+05:30' | date: '%Y-%m-%dT%H:%M:%S%:z' }}"))
+      assert.equal("Mon, 15 Jun 2020 14:30:00 -0400",
+        R("{{ 'Mon, 15 Jun 2020 14:30:00 -0400' | date: '%a, %d %b %Y %H:%M:%S %z' }}"))
+      assert.equal("Mon, 15 Jun 2020 14:30:00 -0400", R("{{ '2020-06-15 14:30:00 -0400' | date_to_rfc822 }}"))
+      assert.equal("2020-06-15T14:30:00-04:00", R("{{ '2020-06-15 14:30:00 -0400' | date_to_xmlschema }}"))
+      -- RFC 822 zone names
+      assert.equal("09:00 -0700", R("{{ 'Mon, 15 Jun 2020 09:00:00 PDT' | date: '%H:%M %z' }}"))
+      -- the same instant in another zone when one is given
+      assert.equal("18:30 +0000", R("{{ '2020-06-15 14:30:00 -0400' | date: '%H:%M %z', 'UTC' }}"))
+      assert.equal("20:30 +0200", R("{{ '2020-06-15 14:30:00 -0400' | date: '%H:%M %z', '+02:00' }}"))
+      assert.equal("1592245800", R("{{ '2020-06-15 14:30:00 -0400' | date: '%s' }}"))
+      -- UTC strings and times without a zone follow the render's zone (UTC by default)
+      assert.equal("18:30 +0000", R("{{ '2020-06-15T18:30:00Z' | date: '%H:%M %z' }}"))
+      assert.equal("13:30 -0500", R("{{ '2020-06-15T18:30:00Z' | date: '%H:%M %z' }}", nil, { timezone = "-05:00" }))
+      assert.equal("14:30 -0400", R("{{ '2020-06-15 14:30:00 -0400' | date: '%H:%M %z' }}", nil, { timezone = "+09:00" }))
+    end)
+
+    it("parses asctime dates (Ruby's Time#ctime)", function()
+      assert.equal("2004-07-16", R("{{ 'Fri Jul 16 01:00:00 2004' | date: '%Y-%m-%d' }}"))
+      assert.equal("2004-07-16 01:00:00 +0000", R("{{ 'Fri Jul 16 01:00:00 2004' | date: '%Y-%m-%d %H:%M:%S %z' }}"))
+      assert.equal("Jul  6 09:05", R("{{ 'Tue Jul  6 09:05:00 2004' | date: '%b %e %H:%M' }}"))
+      assert.equal("Fri Jul 16 01:00:00 2004", R("{{ 'Fri Jul 16 01:00:00 2004' | date: '%c' }}"))
+      assert.equal("Jul 32 01:00:00 2004", R("{{ 'Jul 32 01:00:00 2004' | date: '%Y' }}"))
+    end)
+
+    it("shows a time in a zone with the legacy timezone filter, then date", function()
+      -- Customer.io's legacy Liquid: {{ t | timezone: customer.timezone | date: fmt }}
+      assert.equal("2023-11-14 17:13:20 -0500", R("{{ ts | timezone: '-05:00' }}", { ts = NOW }))
+      assert.equal("17:13 -0500", R("{{ ts | timezone: -5 | date: '%H:%M %z' }}", { ts = NOW }))
+      assert.equal("03:43 +0530", R("{{ ts | timezone: 5.5 | date: '%H:%M %z' }}", { ts = NOW }))
+      assert.equal("22:13 +0000", R("{{ ts | timezone: c.tz | date: '%H:%M %z' }}", { ts = NOW, c = { tz = json.null } }))
+      assert.equal("x", R("{{ 'x' | timezone: '-05:00' }}"))
+      assert.matches("unknown time zone 'Nowhere/City'", R("{{ 0 | timezone: 'Nowhere/City' }}"))
+      local f = io.open("/usr/share/zoneinfo/America/New_York", "rb")
+      if not f then return pending("no /usr/share/zoneinfo") end
+      f:close()
+      assert.equal("17:13 Tuesday Nov 14, 2023",
+        R("{{ ts | timezone: c.tz | date: '%H:%M %A %b %d, %Y' }}", { ts = NOW, c = { tz = "America/New_York" } }))
+      assert.equal("17:13 Tuesday Nov 14, 2023",
+        R("{{ ts | date: '%H:%M %A %b %d, %Y', c.tz }}", { ts = NOW, c = { tz = "America/New_York" } }))
+      assert.equal("2006-07-05 07:29:15 -0400", R("{{ 1152098955 | timezone: 'America/New_York' }}"))
+    end)
+
     it("checks argument counts when parsing", function()
       local tpl, err = liquid.parse("{{ 'a' |\n  append }}")
       assert.is_nil(tpl)

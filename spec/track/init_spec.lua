@@ -271,6 +271,18 @@ describe("customerio.TrackClient", function()
       assert.are.equal(1700000000, server.last().json.timestamp)
     end)
 
+    it("add_device sends last_used = 0 as customerio-node 5.2 does, and leaves out nil and null", function()
+      -- Node 5.2.0's addDevice: `...(last_used != null ? { last_used } : {})`.
+      local track = new_track()
+      assert(track:add_device("c1", "tok", "ios", { last_used = 0 }))
+      assert.are.same({ device = { id = "tok", platform = "ios", last_used = 0 } }, server.last().json)
+      assert(track:add_device("c1", "tok", "ios", { last_used = customerio.null, app_version = "1" }))
+      assert.are.same({ device = { id = "tok", platform = "ios", attributes = { app_version = "1" } } },
+        server.last().json)
+      assert.has_error(function() track:add_device("c1", "tok", "ios", { last_used = false }) end,
+        "data.last_used must be a number of seconds, an ISO-8601 string or a date table, got boolean")
+    end)
+
     it("delete is destroy", function()
       local track = new_track()
       assert.are.equal(track.destroy, track.delete)

@@ -105,6 +105,13 @@ local refused = {
     ID_TYPE },
   { "submit_form without form_id", function(t) t:submit_form(nil, { email = "a" }) end, "form_id is required" },
   { "submit_form without data", function(t) t:submit_form("f") end, "data is required" },
+  -- Node 5.2 refuses empty form data too (`Object.keys(data).length === 0`)
+  { "submit_form with empty data", function(t) t:submit_form("f", {}) end, "data is required" },
+  { "identify with a list as attributes", function(t) t:identify("1", { 1, 2, 3 }) end,
+    "data must be a table of attributes (name = value), got a number key" },
+  { "a v2 identify with a list as attributes", function(t)
+      t:entity({ type = "person", action = "identify", identifiers = { id = "1" }, attributes = { "a" } })
+    end, "operation.attributes must be a table of attributes (name = value), got a number key" },
   { "report_metric without data", function(t) t:report_metric() end, "data.delivery_id is required" },
   { "report_metric without delivery_id", function(t) t:report_metric({ metric = "opened" }) end,
     "data.delivery_id is required" },
@@ -148,8 +155,10 @@ local refused = {
       t:add_customers_to_segment(7, ids)
     end, "customer_ids has 1001 ids; the limit is 1000 per request" },
   { "a v2 person id over 150 bytes", function(t)
-      t:entity({ type = "person", action = "identify", identifiers = { email = string.rep("e", 151) } })
-    end, "operation.identifiers.email is 151 bytes; the limit for a person identifier is 150 bytes" },
+      t:entity({ type = "person", action = "identify", identifiers = { id = string.rep("e", 151) } })
+    end, "operation.identifiers.id is 151 bytes; the limit for a person identifier is 150 bytes" },
+  { "a merge with an id over 150 bytes", function(t) t:merge_customers("id", string.rep("i", 151), "email", "a@b.c") end,
+    "primary_id is 151 bytes; the limit for a person identifier is 150 bytes" },
   { "a v2 attribute value over 1000 bytes", function(t)
       t:batch({ { type = "person", action = "identify", identifiers = { id = "1" },
         attributes = { x = string.rep("v", 1001) } } })
@@ -196,6 +205,8 @@ local builders = {
   { "a blank identifier", function() ops.suppress({ email = "" }) end, "customer_id.email is required" },
   { "a long identifier", function() ops.unsuppress({ id = string.rep("x", 151) }) end,
     "customer_id.id is 151 bytes; the limit for a person identifier is 150 bytes" },
+  { "a list as attributes", function() ops.identify("1", { "a", "b" }) end,
+    "attributes must be a table of attributes (name = value), got a number key" },
   { "an attribute value over 1000 bytes", function() ops.identify("1", { x = string.rep("v", 1001) }) end,
     "attributes.x is 1001 bytes; the limit for an attribute value is 1000 bytes" },
   { "an event without name", function() ops.event("1") end, "name is required" },
@@ -260,6 +271,23 @@ describe("Track validation", function()
       assert(track:add_customers_to_segment(7, ids))
       assert.are.equal(1000, #server.last().json.ids)
       assert.are.equal(3, server.count())
+    end)
+
+    it("emails and cio_ids longer than 150 bytes: Customer.io documents the limit for id only", function()
+      local track = new_track()
+      local email = string.rep("a", 64) .. "@" .. string.rep("d", 63) .. "." .. string.rep("e", 60) .. ".example.com"
+      assert.is_true(#email > 150)
+      local cio = "cio_" .. string.rep("0", 160)
+      assert(track:identify(email, { plan = "pro" }))
+      assert.are.equal("/api/v1/customers/" .. email:gsub("@", "%%40"), server.last().path)
+      assert(track:identify(cio, { email = email }))
+      assert(track:suppress(email))
+      assert(track:entity(ops.identify({ email = email }, { plan = "pro" })))
+      assert.are.equal(email, server.last().json.identifiers.email)
+      assert(track:entity(ops.identify({ cio_id = string.rep("0", 160) })))
+      assert(track:merge_customers("email", email, "cio_id", string.rep("0", 160)))
+      assert(track:batch({ { type = "person", action = "event", identifiers = { email = email }, name = "e" } }))
+      assert.are.equal(7, server.count())
     end)
 
     it("a page name (a URL) longer than 100 bytes", function()

@@ -1,7 +1,9 @@
 --- The App API catalogue, as data: every method of `APIClient` that is one HTTP call.
 --
 -- Each entry is customerio-node 5.2.0's method (its camelCase name; ours is the
--- snake_case form), the HTTP method, the path under the App root (`/v1`) with
+-- snake_case form) or, marked `node = false`, an endpoint of Customer.io's App API that Node
+-- 5.2.0 does not have (named by the operationId of Customer.io's API reference), the HTTP
+-- method, the path under the App root (`/v1`) with
 -- `{name}` for the path parameters, and the positional arguments, from which
 -- `customerio.app` generates the methods. The generated reference is
 -- docs/app_endpoints.md (regenerate with `endpoints.markdown()`; spec/app/endpoints_spec.lua
@@ -13,7 +15,8 @@
 --   names; a name in the path is a required id (string or number, percent-encoded);
 --   `options` is an optional table of query options; `id_type` a positional id type; other
 --   names carry a type: `:table` (required table), `:data` (optional table, default `{}`),
---   `:list` (required non-empty list), `:any` (required, not nil/null), `:id` (required id
+--   `:list` (required non-empty list), `:array` (required list, may be empty; `{}` is sent as
+--   `[]`), `:any` (required, not nil/null), `:id` (required id
 --   kept as given), `:email` (a non-empty string);
 -- - `query`: the query keys in Node's order, taken from the positional argument of that name
 --   or else from `options`, where the wire's snake_case name and its camelCase spelling are
@@ -25,6 +28,7 @@
 -- - `id_type`: `"person"` (`id`, `email`, `cio_id`) or `"object"` (`object_id`, `cio_object_id`);
 -- - `defaults`: values of absent arguments; `enums`: allowed values of arguments;
 -- - `cursor`: the endpoint pages with `start` / `next` (see `APIClient:pages`);
+-- - `node = false`: not a method of customerio-node 5.2.0;
 -- - `family`, `doc`: for the reference.
 -- @module customerio.app.endpoints
 local endpoints = {}
@@ -70,6 +74,16 @@ E{ "searchCustomers", "POST", "customers", "filter:any, options", query = "start
   doc = "People matching a filter (see `customerio.filters`)." }
 E{ "getCustomersAttributes", "POST", "customers/attributes", "ids:list", body = { ids = "ids" },
   doc = "Attributes and devices of several people at once (up to 100 ids)." }
+
+F("optouts")
+E{ "getOptouts", "GET", "optouts", "options", query = "from start limit", cursor = true, node = false,
+  doc = "SMS and WhatsApp opt-outs across the workspace, one entry per person (`from` filters by sender)." }
+E{ "getPersonOptouts", "GET", "customers/{customer_id}/optouts", "customer_id, id_type", query = "id_type",
+  id_type = "person", node = false,
+  doc = "The senders and channels (SMS, WhatsApp) a person has opted out of." }
+E{ "updatePersonOptouts", "PUT", "customers/{customer_id}/optouts", "customer_id, optouts:list, id_type",
+  query = "id_type", id_type = "person", body = { optouts = "optouts" }, node = false,
+  doc = "Opt a person out of, or back in to, senders: `{{from =, optout = true|false, channel = \"sms\"|\"whatsapp\"}}`." }
 
 F("objects")
 E{ "getObjectAttributes", "GET", "objects/{object_type_id}/{object_id}/attributes",
@@ -311,7 +325,7 @@ E{ "updateCollection", "PUT", "collections/{collection_id}", "collection_id, upd
 E{ "deleteCollection", "DELETE", "collections/{collection_id}", "collection_id", doc = "Delete a collection." }
 E{ "getCollectionContent", "GET", "collections/{collection_id}/content", "collection_id",
   doc = "The contents of a collection." }
-E{ "updateCollectionContent", "PUT", "collections/{collection_id}/content", "collection_id, content:table",
+E{ "updateCollectionContent", "PUT", "collections/{collection_id}/content", "collection_id, content:array",
   body = "content", doc = "Replace the contents of a collection." }
 
 F("suppressions")
@@ -379,10 +393,21 @@ E{ "createDeliveriesExport", "POST", "exports/deliveries", "newsletter_id:id, op
   doc = "Export the deliveries of a newsletter (`start`, `end`, `attributes`, `metric`, `drafts`)." }
 
 F("data_index")
-E{ "batchUpdateAttributes", "POST", "data_index/attributes", "attributes:any", body = { attributes = "attributes" },
+E{ "batchUpdateAttributes", "POST", "data_index/attributes", "attributes:list", body = { attributes = "attributes" },
   doc = "Update the descriptions of attributes in the data index." }
-E{ "batchUpdateEvents", "POST", "data_index/events", "events:any", body = { events = "events" },
+E{ "batchUpdateEvents", "POST", "data_index/events", "events:list", body = { events = "events" },
   doc = "Update the descriptions of events in the data index." }
+
+F("live_notifications")
+E{ "startLiveNotification", "POST", "live_notifications/start", "notification:table", body = "notification",
+  required = "notification.identifiers notification.notification_type notification.attributes notification.content_state",
+  node = false, doc = "Start a live notification (iOS Live Activity, Android live update): `{instance_id = ...}`." }
+E{ "updateLiveNotification", "POST", "live_notifications/update", "update:table", body = "update",
+  required = "update.instance_id", node = false, doc = "Update a running live notification." }
+E{ "endLiveNotification", "POST", "live_notifications/end", "update:table", body = "update",
+  required = "update.instance_id", node = false, doc = "End a live notification." }
+E{ "getLiveNotification", "GET", "live_notifications/{instance_id}", "instance_id", node = false,
+  doc = "A live notification's state and its last delivery." }
 
 F("workspaces")
 E{ "listWorkspaces", "GET", "workspaces", "", doc = "The workspaces of the account." }
@@ -392,8 +417,8 @@ E{ "getIpAddresses", "GET", "info/ip_addresses", "", doc = "The IP addresses Cus
 
 --- Allowed values of some arguments, with Node's messages.
 endpoints.enums = {
-  person = { values = { "id", "email", "cio_id" },
-    message = 'id_type must be one of "id", "cio_id", or "email"' },
+  person = { values = { "id", "email", "cio_id", "phone" },
+    message = 'id_type must be one of "id", "cio_id", "email", or "phone"' },
   object = { values = { "object_id", "cio_object_id" },
     message = 'id_type must be one of "object_id" or "cio_object_id"' },
   suppression_type = { values = { "blocks", "bounces", "spam_reports", "invalid_emails" },
@@ -423,7 +448,8 @@ end
 -- Normalise an entry: name, path parts, argument descriptors, option names.
 local function prepare(t)
   local ep = {
-    node = t[1], method = t[2], template = t[3], name = endpoints.snake(t[1]),
+    node = t.node ~= false and t[1] or nil, operation = t[1], method = t[2], template = t[3],
+    name = endpoints.snake(t[1]),
     family = t.family, doc = t.doc, body = t.body, multipart = t.multipart, cursor = t.cursor,
     id_type = t.id_type, defaults = t.defaults or {}, required = words(t.required),
     query = words(t.query), aliases = t.aliases or {},
@@ -500,6 +526,7 @@ local FAMILY_TITLES = {
   reporting_webhooks = "Reporting webhooks", snippets = "Snippets",
   sender_identities = "Sender identities", messages = "Messages", imports = "Imports",
   exports = "Exports", data_index = "Data index", workspaces = "Workspaces", info = "Info",
+  optouts = "SMS and WhatsApp opt-outs", live_notifications = "Live notifications",
 }
 endpoints.family_titles = FAMILY_TITLES
 
@@ -534,6 +561,10 @@ function endpoints.markdown()
     "percent-encoded; `options` tables take the query keys listed, in snake_case or in",
     "customerio-node's camelCase (`id_type` or `idType`). Methods marked *pages* page with",
     "`start` / `next` cursors: `for page, err in api:pages(\"name\", args...) do ... end`.",
+    "The Node column names customerio-node 5.2.0's method; \"—\" marks an endpoint of",
+    "Customer.io's App API reference that Node 5.2.0 does not have. A person's `id_type` is",
+    "`id`, `email`, `cio_id` or `phone` (E.164; Customer.io accepts `email` and `phone` only",
+    "when they are identifiers in the workspace's settings).",
     "",
     "The transactional sends, `trigger_broadcast`, `request` and `pages` are documented in",
     "docs/app.md.",
@@ -558,9 +589,9 @@ function endpoints.markdown()
     end
     local desc = ep.doc or ""
     if ep.cursor then desc = desc .. " *pages*" end
-    out[#out + 1] = string.format("| `%s`<br>%s | %s `/v1/%s` | %s | %s | `%s` |",
+    out[#out + 1] = string.format("| `%s`<br>%s | %s `/v1/%s` | %s | %s | %s |",
       endpoints.signature(ep), desc, ep.method, ep.template, q ~= "" and ("`" .. q .. "`") or "",
-      body_doc(ep), ep.node)
+      body_doc(ep), ep.node and ("`" .. ep.node .. "`") or "—")
   end
   out[#out + 1] = ""
   out[#out + 1] = string.format("%d methods.", #endpoints.list)

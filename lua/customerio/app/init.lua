@@ -40,13 +40,14 @@ local M = { APIClient = APIClient }
 -- @tparam[opt] table opts `region` ("us", "eu", `customerio.regions.US` / `.EU`; default US),
 -- `url` (the App root, e.g. `"http://127.0.0.1:8080/v1"`; overrides `region`), `timeout` (ms,
 -- default 10000), `connect_timeout` (ms), `retry` (see `customerio.http.retry`, `false` disables),
--- `headers` (extra headers), `user_agent`, `ca_file`, `transport`
+-- `headers` (extra headers), `user_agent`, `ca_file`, `transport`, `workspace_id` (sent as
+-- `X-Workspace-Id` on the transactional sends, for a service-account token `sa_live_...`)
 -- @treturn APIClient
 function APIClient.new(app_api_key, opts)
   if check.is_empty(app_api_key) then check.fail("app_api_key is required") end
   if type(app_api_key) ~= "string" then check.fail("app_api_key must be a string") end
   opts = check.optional_table(opts, "opts")
-  Client.check_options(opts)
+  Client.check_options(opts, { workspace_id = true })
   local region = Client.region(opts.region)
   local self = setmetatable({}, APIClient)
   self.region = region
@@ -54,6 +55,14 @@ function APIClient.new(app_api_key, opts)
     base_url = Client.root(opts, region.api .. "/v1"), auth = "Bearer " .. app_api_key, secrets = { app_api_key },
   })
   self.url = self.client.base_url
+  local workspace = opts.workspace_id
+  if workspace ~= nil then
+    -- A service-account token works across workspaces; Customer.io's send endpoints take the
+    -- workspace from this header.
+    workspace = check.id(workspace, "workspace_id")
+    if workspace:find("%c") then check.fail("workspace_id must not contain control characters") end
+    self.send_headers = { ["X-Workspace-Id"] = workspace }
+  end
   return self
 end
 
@@ -71,7 +80,7 @@ local function send(self, class, req)
   req = requests.coerce(class, req)
   req:validate()
   return self.client:request("POST", { "send", requests.channels[class] }, {
-    body = req.message, body_name = "message",
+    body = req.message, body_name = "message", headers = self.send_headers,
   })
 end
 
@@ -133,7 +142,9 @@ end
 -- `data` is sent when it is a non-empty table. A list audience (`ids`, `emails`,
 -- `per_user_data`, `data_file_url`) moves to the top level with the flags it allows
 -- (flags that are false are left out: false is the API's default); any other non-empty
--- `recipients` is an audience filter sent as `recipients` after checking its grammar.
+-- `recipients` is an audience filter sent as `recipients` after checking its grammar, with
+-- its flags (`id_ignore_missing`, `email_ignore_missing`, `email_add_duplicates`) moved to the
+-- top level.
 -- @param broadcast_id broadcast id (string or number)
 -- @tparam[opt] table data Liquid data (`{{trigger.<key>}}`)
 -- @tparam[opt] table recipients audience
@@ -157,12 +168,18 @@ function M.broadcast_body(broadcast_id, data, recipients)
     end
   end
   if not chosen then
-    for k in pairs(recipients) do
-      if FLAGS[k] then
-        check.fail("recipients." .. k .. " only applies to ids, emails, per_user_data or data_file_url")
-      end
+    -- A filter audience takes the three flags too (Customer.io's "custom recipients" shape):
+    -- they go at the top level, beside `recipients`, not inside the filter.
+    local filter, flags = {}, false
+    for k, v in pairs(recipients) do
+      if FLAGS[k] then flags = true else filter[k] = v end
     end
-    body.recipients = filters.validate(recipients, "recipients")
+    if not flags then filter = recipients end
+    -- Only flags: the broadcast's own audience, with the flags (the "default audience" shape).
+    if next(filter) ~= nil then body.recipients = filters.validate(filter, "recipients") end
+    for flag in pairs(FLAGS) do
+      if truthy(recipients[flag]) then body[flag] = recipients[flag] end
+    end
     return body
   end
   local allowed = { [chosen[1]] = true }
@@ -197,7 +214,9 @@ end
 --- Trigger an API-triggered broadcast.
 --
 -- The audience is one of: nothing (the broadcast's own audience); a filter
--- (`customerio.filters`, or a table like `{segment = {id = 3}}`); `{ids = {...}, id_ignore_missing = true}`;
+-- (`customerio.filters`, or a table like `{segment = {id = 3}}`), which may carry the three
+-- flags (`{segment = {id = 3}, email_ignore_missing = true}`); the flags alone (the broadcast's
+-- own audience with them); `{ids = {...}, id_ignore_missing = true}`;
 -- `{emails = {...}, email_ignore_missing =, email_add_duplicates =}`; `{per_user_data = {...}, ...}`;
 -- `{data_file_url = "https://...", ...}`. At most 1 request per 10 seconds.
 -- @param broadcast_id the broadcast's id
@@ -243,6 +262,12 @@ local function check_arg(a, v)
   elseif kind == "list" then
     if v == nil or (type(v) == "table" and v[1] == nil) then check.fail(name .. " is required") end
     if type(v) ~= "table" then check.fail(name .. " must be a list, got " .. type(v)) end
+    return v
+  elseif kind == "array" then
+    if v == nil then check.fail(name .. " is required") end
+    if type(v) ~= "table" then check.fail(name .. " must be a list, got " .. type(v)) end
+    if next(v) == nil then return setmetatable({}, core.array_mt) end -- [] on the wire, not {}
+    if v[1] == nil then check.fail(name .. " must be a list, got a table with named keys") end
     return v
   elseif kind == "any" then
     if v == nil then check.fail(name .. " is required") end

@@ -5,7 +5,8 @@
 -- * dates: `add_day`, `add_month`, `add_year`, `subtract_day`, `subtract_month`,
 --   `subtract_year` (input: anything `date` accepts; output: Unix seconds),
 --   `date_to_long_string`, `date_to_string` (optional `"ordinal"`, `"US"`),
---   `date_to_rfc822`, `date_to_xmlschema`; `date: format, zone` is in the standard set.
+--   `date_to_rfc822`, `date_to_xmlschema`, `timezone: zone` (legacy Liquid: `{{ t | timezone:
+--   customer.timezone | date: fmt }}`); `date: format, zone` is in the standard set.
 -- * numbers: `format_number: locale`, `currency: locale, code`, `rounded_currency`.
 -- * strings: `titlecase`, `pluralize: singular, plural`, `slugify`, `normalize_whitespace`,
 --   `number_of_words`, `array_to_sentence_string: connector`, `xml_escape`, `cgi_escape`,
@@ -85,17 +86,10 @@ for _, unit in ipairs({ "day", "month", "year" }) do
   def("subtract_" .. unit, shift(unit, -1), 0, 1, { ctx = true })
 end
 
-local function zone_of(ctx)
-  local zone, err = date.zone(ctx.timezone)
-  if not zone then argument(err) end
-  return zone
-end
-
 local function date_words(month_format)
   return function(ctx, input, kind_, style)
-    local t = date.to_time(input, ctx.now)
+    local t, zone = date.moment(input, ctx.now, nil, ctx.timezone)
     if not t then return input end
-    local zone = zone_of(ctx)
     if to_s(kind_) == "ordinal" then
       local day = tonumber(date.strftime("%d", t, zone))
       local ord = day .. date.ordinal(day)
@@ -112,13 +106,17 @@ def("date_to_string", date_words("%b"), 0, 2, { ctx = true })
 
 local function date_format(fmt)
   return function(ctx, input)
-    local t = date.to_time(input, ctx.now)
+    local t, zone = date.moment(input, ctx.now, nil, ctx.timezone)
     if not t then return input end
-    return date.strftime(fmt, t, zone_of(ctx))
+    return date.strftime(fmt, t, zone)
   end
 end
 def("date_to_rfc822", date_format("%a, %d %b %Y %H:%M:%S %z"), 0, 0, { ctx = true })
 def("date_to_xmlschema", date_format("%Y-%m-%dT%H:%M:%S%:z"), 0, 0, { ctx = true })
+-- Legacy Liquid's `timezone: zone` (before `date`); see `date.in_zone`.
+def("timezone", function(ctx, input, tz)
+  return date.in_zone(input, ctx.now, tz ~= NULL and tz or nil)
+end, 1, 1, { ctx = true })
 
 -- ---------------------------------------------------------------------------------------
 -- Numbers and currency

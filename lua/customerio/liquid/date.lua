@@ -5,7 +5,10 @@
 -- Zones: `UTC`/`GMT`/`Z`, fixed offsets (`+05:30`, `-0800`, `+05`), Customer.io's detailed
 -- form (`(GMT-11:00) Hawaii`), numbers (minutes behind UTC, LiquidJS style: `360` is
 -- UTC-06:00), and IANA names (`America/New_York`) read from the system zoneinfo database
--- (`/usr/share/zoneinfo`, or `TZDIR`) when it is present.
+-- (`/usr/share/zoneinfo`, or `TZDIR`) when it is present. Without that file an IANA name is
+-- an unknown zone: the filter raises "unknown time zone 'America/New_York'" (the render fails
+-- with that error) rather than showing UTC. A date string's own offset (`-0400`; not `Z` or
+-- `+0000`) is kept unless a zone is given to the filter.
 -- @module customerio.liquid.date
 
 local calendar = require("customerio.calendar")
@@ -154,7 +157,7 @@ end
 local function be_int(s, p, n)
   local v = 0
   for i = p, p + n - 1 do v = v * 256 + byte(s, i) end
-  if byte(s, p) >= 128 then v = v - 256 ^ n end
+  if byte(s, p) >= 128 then v = floor(v - 256 ^ n) end -- floor: an integer again on 5.3+ (%S)
   return v
 end
 
@@ -279,10 +282,16 @@ end
 -- ---------------------------------------------------------------------------------------
 -- Parsing
 
+-- RFC 822's North American zone names (section 5.1).
+local RFC822_ZONES = { EST = -5, EDT = -4, CST = -6, CDT = -5, MST = -7, MDT = -6, PST = -8, PDT = -7 }
+
+-- The offset of a zone written in a date string, in seconds east of UTC; "" is no zone
+-- (nil second value), nil an unknown zone.
 local function offset_from(str)
-  if not str or str == "" then return 0 end
+  if not str or str == "" then return 0, false end
   local u = upper(str)
   if u == "Z" or u == "UTC" or u == "GMT" or u == "UT" then return 0 end
+  if RFC822_ZONES[u] then return RFC822_ZONES[u] * 3600 end
   local sign, hh, mm = match(str, "^([+-])(%d%d):?(%d%d)$")
   if not sign then
     sign, hh = match(str, "^([+-])(%d%d?)$")
@@ -301,7 +310,7 @@ end
 local function clock(rest)
   -- "10:30", "10:30:15", "10:30:15.123", with optional am/pm and zone
   rest = text.strip(rest or "")
-  if rest == "" then return 0, 0, 0, 0 end
+  if rest == "" then return 0, 0, 0, 0, false end
   local h, mi, s, tail = match(rest, "^(%d%d?):(%d%d):?(%d*%.?%d*)%s*(.-)$")
   if not h then return nil end
   h, mi = tonumber(h), tonumber(mi)
@@ -313,15 +322,17 @@ local function clock(rest)
     if ampm == "pm" then h = h + 12 end
     tail = zone
   end
-  local off = offset_from(text.strip(tail))
+  local off, zoned = offset_from(text.strip(tail))
   if not off then return nil end
-  return h, mi, floor(s), off
+  return h, mi, floor(s), off, zoned ~= false
 end
 
---- Parse a date string (ISO 8601, RFC 2822, "March 14, 2016", "14 March 2016 10:00").
--- Times without a zone are UTC.
+--- Parse a date string (ISO 8601, RFC 2822, `asctime`'s "Fri Jul 16 01:00:00 2004",
+-- "March 14, 2016", "14 March 2016 10:00"). Times without a zone are UTC.
 -- @tparam string s
 -- @treturn number|nil Unix seconds
+-- @treturn number|nil the offset written in the string (seconds east of UTC), nil when it
+-- has none
 function M.parse_string(s)
   s = text.strip(s)
   -- ISO 8601: 2016-03-14, 2016-03-14T10:00:00Z, 2016-03-14 10:00:00 +0100
@@ -330,14 +341,18 @@ function M.parse_string(s)
   if y then
     rest = gsub(rest, "^[Tt]", " ")
     rest = gsub(rest, "^(%d%d:%d%d:%d%d)%.%d+", "%1")
-    local h, mi, sec, off = clock(rest)
+    local h, mi, sec, off, zoned = clock(rest)
     if not h then
       local hh, mm, ss, tail = match(rest, "^%s*(%d%d):?(%d%d):?(%d%d)(.*)$")
-      if hh then h, mi, sec, off = tonumber(hh), tonumber(mm), tonumber(ss), offset_from(text.strip(tail)) end
+      if hh then
+        h, mi, sec = tonumber(hh), tonumber(mm), tonumber(ss)
+        off, zoned = offset_from(text.strip(tail))
+        zoned = zoned ~= false
+      end
     end
     y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
     if h and off and valid(y, mo, d, h, mi, sec) then
-      return M.timestamp(y, mo, d, h, mi, sec) - off
+      return M.timestamp(y, mo, d, h, mi, sec) - off, zoned and off or nil
     end
     return nil
   end
@@ -354,13 +369,19 @@ function M.parse_string(s)
     -- "14 March 2016 [time]"
     dd, mname, yy, rest = match(body, "^(%d%d?)%a*%s+(%a+)%.?,?%s+(%d%d%d%d)(.*)$")
   end
+  if not mname then
+    -- asctime / Ruby's Time#ctime: "Jul 16 01:00:00 2004" (the weekday is gone), maybe a zone
+    local clk, zone
+    mname, dd, clk, yy, zone = match(body, "^(%a+)%.?%s+(%d%d?)%s+(%d%d?:%d%d:?%d*)%s+(%d%d%d%d)%s*(.-)$")
+    if mname then rest = clk .. " " .. zone end
+  end
   if mname then
     local m = MONTH_INDEX[lower(mname)]
     if not m then return nil end
-    local h, mi, sec, off = clock(rest)
+    local h, mi, sec, off, zoned = clock(rest)
     y, d = tonumber(yy), tonumber(dd)
     if h and off and valid(y, m, d, h, mi, sec) then
-      return M.timestamp(y, m, d, h, mi, sec) - off
+      return M.timestamp(y, m, d, h, mi, sec) - off, zoned and off or nil
     end
   end
   return nil
@@ -370,6 +391,8 @@ end
 -- @param v the input value
 -- @tparam number now current Unix time
 -- @treturn number|nil seconds, nil when `v` is not a date
+-- @treturn table|nil the zone of the offset written in a date string (`-0400`), nil when it
+-- has none or it is UTC (`Z`, `+0000`: UTC is what a time without a zone means anyway)
 function M.to_time(v, now)
   if number.is_number(v) then return number.value(v) end
   if type(v) ~= "string" or v == "" then return nil end
@@ -377,7 +400,53 @@ function M.to_time(v, now)
   if l == "now" or l == "today" then return now end
   if find(l, "^%d+$") then return tonumber(l) end
   if find(l, "^%d+%.%d+$") then return tonumber(l) end
-  return M.parse_string(v)
+  local t, off = M.parse_string(v)
+  if off == nil or off == 0 then return t end
+  return t, fixed(off)
+end
+
+local function check_zone(tz)
+  local zone, err = M.zone(tz)
+  if not zone then require("customerio.liquid.errors").argument(err) end
+  return zone
+end
+
+--- A filter input as a time and the zone to show it in: the zone given to the filter, else
+-- the offset written in a date string (`'2020-06-15 14:30:00 -0400'` stays at -04:00, as in
+-- Shopify's Liquid; a UTC offset does not count), else the render's default zone, else UTC.
+-- An unknown zone raises an argument error.
+-- @param v the input value
+-- @tparam number now current Unix time
+-- @param tz the zone given to the filter (nil for none)
+-- @param default_tz the render's default zone (`timezone` render option; nil for UTC)
+-- @treturn number|nil seconds, nil when `v` is not a date
+-- @treturn table zone
+function M.moment(v, now, tz, default_tz)
+  local t, own = M.to_time(v, now)
+  if not t then return nil end
+  if tz ~= nil then return t, check_zone(tz) end
+  return t, own or check_zone(default_tz)
+end
+
+--- Customer.io's legacy `timezone` filter: `{{ t | timezone: zone | date: fmt }}` shows `t` in
+-- `zone`. Returns the time as a date string carrying the zone's offset at that time
+-- (`"2020-06-15 10:30:00 -0400"`), which `date` and the other date filters keep. A number is
+-- hours east of UTC (`-5` is UTC-05:00: legacy offsets are hours, where the latest engine's
+-- `date: fmt, n` takes minutes behind UTC); a name is anything `date` takes as a zone.
+-- @param v the input value
+-- @tparam number now current Unix time
+-- @param tz the zone
+-- @return the date string, or `v` unchanged when it is not a date
+function M.in_zone(v, now, tz)
+  local t = M.to_time(v, now)
+  if not t then return v end
+  local zone
+  if number.is_number(tz) then
+    zone = fixed(floor(number.value(tz) * 3600 + 0.5))
+  else
+    zone = check_zone(tz)
+  end
+  return M.strftime("%Y-%m-%d %H:%M:%S %z", t, zone)
 end
 
 -- ---------------------------------------------------------------------------------------

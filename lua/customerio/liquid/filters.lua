@@ -722,14 +722,12 @@ def("default", function(input, default_value, kwargs)
 end, 0, 1, { kwargs = true })
 
 -- The `date` filter: `date: format[, time_zone]`. Inputs: Unix seconds, digit strings,
--- `now`/`today`, date strings; anything else is returned unchanged.
+-- `now`/`today`, date strings; anything else is returned unchanged. The zone: see `date.moment`.
 def("date", function(ctx, input, fmt, tz)
   local f = to_s(fmt)
   if f == "" then return input end
-  local t = date.to_time(input, ctx.now)
+  local t, zone = date.moment(input, ctx.now, tz ~= NULL and tz or nil, ctx.timezone)
   if not t then return input end
-  local zone, err = date.zone(tz ~= nil and tz ~= NULL and tz or ctx.timezone)
-  if not zone then argument(err) end
   return date.strftime(f, t, zone)
 end, 1, 2, { ctx = true })
 

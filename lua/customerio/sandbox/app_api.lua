@@ -435,4 +435,24 @@ route("POST", "/v1/customers/attributes", function(sb, ctx)
   return 200, { customers = list }
 end)
 
+-- A delivery as the App API's getMessage shows it: `metrics` holds the timestamp of each
+-- metric reached (`sent`; `failed` with `failure_message` for a template that did not render;
+-- `dropped` for a suppressed or unsubscribed person); the sandbox sends at once, so a delivery
+-- is never left queued.
+route("GET", "/v1/messages/:message_id", function(sb, ctx)
+  local d = sb.deliveries[ctx.params.message_id]
+  if not d then return api_error(404, "message not found") end
+  local person = d.cio_id and sb.state.people[d.cio_id]
+  local metrics = { created = d.created_at }
+  local metric = ({ sent = "sent", failed = "failed", suppressed = "dropped" })[d.status]
+  if metric then metrics[metric] = d.created_at end
+  return 200, { message = {
+    id = d.id, created = d.created_at, type = d.type,
+    customer_identifiers = person and identifiers_of(person) or null,
+    transactional_message_id = d.transactional_message_id or null,
+    broadcast_id = d.broadcast_id or null, trigger_id = d.trigger_id or null,
+    metrics = metrics, failure_message = d.error or null,
+  } }
+end)
+
 return { routes = routes }

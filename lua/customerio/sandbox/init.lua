@@ -14,7 +14,8 @@
 --
 -- What it emulates: people (identify rules, attributes with their types, `_update`,
 -- anonymous events, devices, delete, suppress/unsuppress, event dedup by id, merge), manual
--- and data-driven segments (strict type comparisons), transactional messages rendered with
+-- and data-driven segments (type comparisons are strict; Customer.io does not document its
+-- own), transactional messages rendered with
 -- `customerio.liquid` into `sb.outbox` (a missing variable fails the delivery, as at
 -- Customer.io), API-triggered broadcasts (every audience variant and flag), the segment and
 -- customer App API endpoints, and optionally the documented rate and size limits.

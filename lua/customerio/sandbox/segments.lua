@@ -5,9 +5,11 @@
 -- `{attribute = {field = "plan", operator = "eq", value = "pro"}}` (what `customerio.filters`
 -- builds). Besides the API's `eq` and `exists`, the operators of Customer.io's segment
 -- builder are accepted: `neq`, `gt`, `gte`, `lt`, `lte`, `not_exists`, `contains`,
--- `not_contains`, `starts_with`, `ends_with`, `in`. Comparisons are strict about types, as
--- Customer.io's are: the number 5 does not equal the string "5", and `gt` compares numbers
--- with numbers only.
+-- `not_contains`, `starts_with`, `ends_with`, `in`. Comparisons are strict about types: the
+-- number 5 does not equal the string "5", and `gt` compares numbers with numbers only. This is
+-- the sandbox's choice, not a documented behaviour of Customer.io: the documentation we could
+-- consult does not say how its segment conditions treat a number sent as a string. Strictness
+-- makes a client that sends "600" for 600 visible here.
 -- @module customerio.sandbox.segments
 local core = require("customerio.core")
 

@@ -3,8 +3,9 @@
 -- Follows Customer.io's identify rules (customerio-api.md §6.3): a path identifier is an
 -- `id`, an email, or `cio_<cio_id>`; an unknown path id with a known email in the body
 -- updates that person and gives them the id; `_update = true` never creates; `null` or ""
--- removes an attribute; suppressed identifiers cannot be identified again until
--- unsuppressed; anonymous events join a person identified with their `anonymous_id`.
+-- removes an attribute; suppressed identifiers (a person's id, email and cio_id together)
+-- cannot be identified again until one of them is unsuppressed, which lifts them all;
+-- anonymous events join a person identified with their `anonymous_id`.
 -- @module customerio.sandbox.state
 local core = require("customerio.core")
 
@@ -46,7 +47,7 @@ function State:reset()
   self.by_id = {}           -- id -> person
   self.by_email = {}        -- lower-case email -> person
   self.order = {}           -- cio_ids in creation order
-  self.suppressed = {}      -- identifier -> true (ids, lower-case emails, cio_ids)
+  self.suppressed = {}      -- identifier (id, lower-case email, cio_id) -> the identifiers suppressed with it
   self.anonymous = {}       -- anonymous_id -> list of events
   self.invites = {}         -- anonymous events without anonymous_id
   self.event_ids = {}       -- seen event ids (dedup)
@@ -94,7 +95,7 @@ end
 function State:is_suppressed(kind, value)
   value = stringify(value)
   if kind == "email" then value = lower(value) end
-  return value ~= nil and self.suppressed[value] == true
+  return value ~= nil and self.suppressed[value] ~= nil
 end
 
 local function index(self, person)
@@ -259,21 +260,29 @@ function State:suppress(ident)
   ident = stringify(ident)
   local person = self:find(ident)
   local kind, value = path_kind(ident)
-  self.suppressed[kind == "email" and value:lower() or value] = true
+  -- One group per suppression: unsuppressing any of its identifiers lifts them all.
+  local group = { kind == "email" and value:lower() or value }
   if person then
-    if person.id then self.suppressed[person.id] = true end
-    if person.email then self.suppressed[person.email:lower()] = true end
-    self.suppressed[person.cio_id] = true
+    if person.id then group[#group + 1] = person.id end
+    if person.email then group[#group + 1] = person.email:lower() end
+    group[#group + 1] = person.cio_id
     remove(self, person)
   end
+  for _, v in ipairs(group) do self.suppressed[v] = group end
   return person ~= nil
 end
 
---- Unsuppress: allow the identifier again (history is not restored).
+--- Unsuppress: allow the identifier again, with every identifier suppressed together with it
+-- (a person's id, email and cio_id); history is not restored.
 function State:unsuppress(ident)
   ident = stringify(ident)
   local kind, value = path_kind(ident)
-  self.suppressed[kind == "email" and value:lower() or value] = nil
+  local group = self.suppressed[kind == "email" and value:lower() or value]
+  if group then
+    for _, v in ipairs(group) do
+      if self.suppressed[v] == group then self.suppressed[v] = nil end
+    end
+  end
   return true
 end
 

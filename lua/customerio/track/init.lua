@@ -398,11 +398,14 @@ TrackClient.remove_customers_from_segment = segment_call("remove_customers")
 
 --- Submit a form: `POST /forms/{form_id}/submit` with `{"data": data}`.
 -- @tparam string form_id
--- @tparam table data the fields (must identify the person: `email` or `id`, or a mapped field)
+-- @tparam table data the fields, not empty (they must identify the person: `email` or `id`, or a
+-- mapped field)
 -- @treturn table|nil
 function TrackClient:submit_form(form_id, data)
   local form = check.id(form_id, "form_id")
   check.table(data, "data")
+  -- As Node 5.2: the fields must identify the person, so an empty table is refused.
+  if next(data) == nil then check.fail("data is required") end
   return send(self, "POST", { "forms", form, "submit" }, { data = data })
 end
 

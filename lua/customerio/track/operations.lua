@@ -27,7 +27,7 @@ local M = {}
 
 --- Customer.io's documented limits (bytes unless said otherwise), checked before sending.
 M.limits = {
-  person_id = 150,          -- an identifier value (id, email, cio_id) and a v1 path id
+  person_id = 150,          -- a person's id (Customer.io documents it for `id`, not email or cio_id)
   attribute_name = 150,     -- a person attribute's name
   attribute_value = 1000,   -- a person attribute's string value
   event_name = 100,         -- an event or screen name (page names are URLs and are not limited)
@@ -130,15 +130,34 @@ function M.timestamps(t, keys, prefix)
   return t
 end
 
---- Check a person identifier value (a v1 path id or a v2 `identifiers` value).
+-- Customer.io documents the 150-byte limit for a person's `id`, not for `email` or `cio_id`.
+local function check_id_length(id, name)
+  if #id > limits.person_id then
+    fail(string.format("%s is %d bytes; the limit for a person identifier is %d bytes", name, #id, limits.person_id))
+  end
+end
+
+--- Check a person identifier in a v1 path: an `id`, an email address or `cio_<cio_id>`. The
+-- 150-byte limit applies to an `id`: a value holding `@` (an email address) or starting with
+-- `cio_` is not held to it.
 -- @param v string or number
 -- @tparam string name parameter name for errors
 -- @treturn string
 function M.person_id(v, name)
   local id = check.id(v, name)
-  if #id > limits.person_id then
-    fail(string.format("%s is %d bytes; the limit for a person identifier is %d bytes", name, #id, limits.person_id))
-  end
+  if not id:find("@", 1, true) and id:sub(1, 4) ~= "cio_" then check_id_length(id, name) end
+  return id
+end
+
+--- Check the value of one identifier (`id`, `email`, `cio_id`): required, and an `id` at most
+-- 150 bytes.
+-- @tparam string key the identifier's name
+-- @param v string or number
+-- @tparam string name parameter name for errors
+-- @treturn string
+function M.identifier(key, v, name)
+  local id = check.id(v, name)
+  if key == "id" then check_id_length(id, name) end
   return id
 end
 
@@ -174,15 +193,17 @@ end
 function M.attributes(attrs, name)
   if type(attrs) ~= "table" then fail(name .. " must be a table, got " .. type(attrs)) end
   for k, v in pairs(attrs) do
-    if type(k) == "string" then
-      if #k > limits.attribute_name then
-        fail(string.format("%s: attribute name %q is %d bytes; the limit is %d bytes",
-          name, k:sub(1, 40) .. "...", #k, limits.attribute_name))
-      end
-      if type(v) == "string" and #v > limits.attribute_value then
-        fail(string.format("%s.%s is %d bytes; the limit for an attribute value is %d bytes",
-          name, k, #v, limits.attribute_value))
-      end
+    -- Attributes are a JSON object: a list ({1, 2, 3}) would go on the wire as an array.
+    if type(k) ~= "string" then
+      fail(name .. " must be a table of attributes (name = value), got a " .. type(k) .. " key")
+    end
+    if #k > limits.attribute_name then
+      fail(string.format("%s: attribute name %q is %d bytes; the limit is %d bytes",
+        name, k:sub(1, 40) .. "...", #k, limits.attribute_name))
+    end
+    if type(v) == "string" and #v > limits.attribute_value then
+      fail(string.format("%s.%s is %d bytes; the limit for an attribute value is %d bytes",
+        name, k, #v, limits.attribute_value))
     end
   end
   return M.timestamps(attrs, { "created_at", "_timestamp" }, name)
@@ -213,7 +234,7 @@ function M.person(who, name)
   if n ~= 1 then fail(name .. " must hold exactly one identifier (id, email, cio_id or phone)") end
   local v = who[key]
   if key == "id" or key == "email" or key == "cio_id" then
-    M.person_id(v, name .. "." .. tostring(key))
+    M.identifier(key, v, name .. "." .. tostring(key))
   else
     check.required(v, name .. "." .. tostring(key))
   end
@@ -314,8 +335,8 @@ M.suppress = bare("person", "suppress", M.person)
 -- @function unsuppress
 M.unsuppress = bare("person", "unsuppress", M.person)
 
---- Split device data as customerio-node's addDevice does: `last_used`, then every other key
--- as `attributes` (omitted when none).
+--- Split device data as customerio-node 5.2's addDevice does: `last_used` (whenever it is not
+-- nil or null, 0 included), then every other key as `attributes` (omitted when none).
 -- @tparam table device the device table to fill
 -- @tparam[opt] table data
 -- @tparam string name
@@ -327,7 +348,8 @@ function M.device_data(device, data, name)
     if k ~= "last_used" then attributes[k] = v; any = true end
   end
   local last_used = data.last_used
-  if last_used ~= nil and last_used ~= false and last_used ~= 0 and not check.is_empty(last_used) then
+  -- Node 5.2 sends last_used whenever it is not null (0 included); we check it is a time.
+  if last_used ~= nil and last_used ~= core.null then
     device.last_used = timestamp.timestamp(last_used, name .. ".last_used")
   end
   if any then device.attributes = attributes end
@@ -366,8 +388,8 @@ function M.merge_pair(primary_id_type, primary_id, secondary_id_type, secondary_
   M.identifier_type(secondary_id_type, merge_types)
   if type(primary_id) ~= "string" and type(primary_id) ~= "number" then fail("primary_id must be a string or a number") end
   if type(secondary_id) ~= "string" and type(secondary_id) ~= "number" then fail("secondary_id must be a string or a number") end
-  M.person_id(primary_id, "primary_id")
-  M.person_id(secondary_id, "secondary_id")
+  M.identifier(primary_id_type, primary_id, "primary_id")
+  M.identifier(secondary_id_type, secondary_id, "secondary_id")
   return { [primary_id_type] = primary_id }, { [secondary_id_type] = secondary_id }
 end
 
@@ -495,7 +517,7 @@ function M.validate(op, name, event_ids)
   if op.type == "person" and type(ids) == "table" then
     for _, key in ipairs({ "id", "email", "cio_id" }) do
       if type(ids[key]) == "string" or type(ids[key]) == "number" then
-        M.person_id(ids[key], name .. ".identifiers." .. key)
+        M.identifier(key, ids[key], name .. ".identifiers." .. key)
       end
     end
   end
