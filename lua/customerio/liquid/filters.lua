@@ -4,7 +4,9 @@
 -- The registry maps a name to a spec `{ fn = function(input, ...), min = n, max = n,
 -- kwargs = bool, ctx = bool }`: `min`/`max` bound the positional arguments (checked when a
 -- template is parsed), `kwargs` lets the filter take `name: value` arguments (passed as one
--- table after `max` positional slots), `ctx` passes the render context first.
+-- table after `max` positional slots), `ctx` passes the render context first,
+-- `keeps_range` says a range input is not expanded into an array (so it is not charged to
+-- the memory budget, see `customerio.liquid.budget`).
 -- Filters raise `errors.argument(...)` for bad input.
 -- @module customerio.liquid.filters
 
@@ -13,6 +15,7 @@ local number = require("customerio.liquid.number")
 local errors = require("customerio.liquid.errors")
 local text = require("customerio.liquid.text")
 local date = require("customerio.liquid.date")
+local budget = require("customerio.liquid.budget")
 
 local type, tostring, tonumber, setmetatable, getmetatable, pairs =
   type, tostring, tonumber, setmetatable, getmetatable, pairs
@@ -176,7 +179,7 @@ def("lstrip", function(input) return text.lstrip(to_s(input)) end)
 def("rstrip", function(input) return text.rstrip(to_s(input)) end)
 def("strip_newlines", function(input) return (gsub(to_s(input), "\r?\n", "")) end)
 def("newline_to_br", function(input) return (gsub(to_s(input), "\r?\n", "<br />\n")) end)
-def("size", function(input) return values.size(input) or 0 end)
+def("size", function(input) return values.size(input) or 0 end, 0, 0, { keeps_range = true })
 
 local HTML_ESCAPE = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
 
@@ -310,14 +313,19 @@ def("slice", function(input, offset, length)
   offset = number.to_integer(offset)
   if is_nil(length) then length = 1 else length = number.to_integer(length) end
   local is_array = kind(input) == "array"
-  local items = is_array and input or text.chars(to_s(input))
-  local size = #items
+  local s = not is_array and to_s(input)
+  local ascii = s and not find(s, "[\128-\255]")
+  -- ASCII strings are sliced by bytes; others by their characters
+  local items = is_array and input or (not ascii and text.chars(s))
+  local size = ascii and #s or #items
   if offset < 0 then offset = offset + size end
   if offset < 0 or offset > size or length < 0 then
     return is_array and array({}) or ""
   end
+  local stop = math.min(size, offset + length)
+  if ascii then return sub(s, offset + 1, stop) end
   local out, n = {}, 0
-  for i = offset + 1, math.min(size, offset + length) do
+  for i = offset + 1, stop do
     n = n + 1
     out[n] = items[i]
   end
@@ -383,7 +391,28 @@ local function split(s, sep)
 end
 M.split = split
 
-def("split", function(input, sep) return split(to_s(input), to_s(sep)) end, 1)
+-- Occurrences of plain `pat` (not empty) in `s`.
+local function count_plain(s, pat)
+  local n, i = 0, 1
+  while true do
+    local _, e = find(s, pat, i, true)
+    if not e then return n end
+    n = n + 1
+    i = e + 1
+  end
+end
+
+-- Strings this long are measured before a filter multiplies them.
+local LARGE = 4096
+
+def("split", function(ctx, input, sep)
+  local s, sp = to_s(input), to_s(sep)
+  if #s > LARGE then
+    local parts = (sp == "" or sp == " ") and #s or count_plain(s, sp)
+    budget.check(ctx, budget.ITEM * (parts + 1))
+  end
+  return split(s, sp)
+end, 1, 1, { ctx = true })
 
 local function plain(s) return (gsub(s, "[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
 local function plain_repl(s) return (gsub(s, "%%", "%%%%")) end
@@ -417,9 +446,14 @@ local function replace_last(s, pattern, replacement)
   return sub(s, 1, last - 1) .. replacement .. sub(s, last_e + 1)
 end
 
-def("replace", function(input, pattern, replacement)
-  return replace_all(to_s(input), to_s(pattern), to_s(replacement))
-end, 1, 2)
+def("replace", function(ctx, input, pattern, replacement)
+  local str, pat, rep = to_s(input), to_s(pattern), to_s(replacement)
+  if #rep > #pat and (#str > LARGE or #rep > LARGE) then
+    local count = pat == "" and text.len(str) + 1 or count_plain(str, pat)
+    budget.check(ctx, #str + count * (#rep - #pat))
+  end
+  return replace_all(str, pat, rep)
+end, 1, 2, { ctx = true })
 def("replace_first", function(input, pattern, replacement)
   return replace_first(to_s(input), to_s(pattern), to_s(replacement))
 end, 1, 2)
@@ -484,13 +518,20 @@ def("at_most", function(input, n) return clamp(input, n, function(b, x) return b
 -- ---------------------------------------------------------------------------------------
 -- Arrays
 
-def("join", function(input, glue)
+def("join", function(ctx, input, glue)
   if glue == nil then glue = " " else glue = to_s(glue) end
   local list = input_list(input)
-  local parts = {}
-  for i = 1, #list do parts[i] = to_s(list[i]) end
+  local n = #list
+  local parts, size = {}, 0
+  for i = 1, n do
+    local p = to_s(list[i])
+    parts[i] = p
+    size = size + #p
+  end
+  if n > 1 then size = size + (n - 1) * #glue end
+  budget.check(ctx, size)
   return concat(parts, glue)
-end, 0, 1)
+end, 0, 1, { ctx = true })
 
 def("first", function(input)
   local k = kind(input)
@@ -506,21 +547,18 @@ def("first", function(input)
     return array({ keys[1], input[keys[1]] })
   end
   return nil
-end)
+end, 0, 0, { keeps_range = true })
 
 def("last", function(input)
   local k = kind(input)
-  if k == "string" then
-    local chars = text.chars(input)
-    return chars[#chars] or ""
-  end
+  if k == "string" then return text.last_char(input) end
   if k == "array" then return input[#input] end
   if k == "range" then
     if input[2] < input[1] then return nil end
     return input[2]
   end
   return nil
-end)
+end, 0, 0, { keeps_range = true })
 
 def("reverse", function(input)
   local list = input_list(input)
@@ -719,7 +757,7 @@ def("default", function(input, default_value, kwargs)
   if allow_false then use_default = is_nil(input) else use_default = not truthy(input) end
   if use_default or values.is_empty(input) then return default_value end
   return input
-end, 0, 1, { kwargs = true })
+end, 0, 1, { kwargs = true, keeps_range = true })
 
 -- The `date` filter: `date: format[, time_zone]`. Inputs: Unix seconds, digit strings,
 -- `now`/`today`, date strings; anything else is returned unchanged.

@@ -153,6 +153,8 @@ end
 --   `strict` (undefined variables and filters are errors; default: the parse option),
 --   `max_iterations` (loop iterations, default `liquid.MAX_ITERATIONS`),
 --   `max_output` (bytes, default `liquid.MAX_OUTPUT`),
+--   `max_memory` (bytes of strings and arrays the template builds, default
+--   `liquid.MAX_MEMORY`),
 --   `now` (Unix seconds used for `'now'`, default `os.time()`),
 --   `timezone` (default zone of the `date` filter, default UTC),
 --   `placeholders` (URLs for Customer.io tags, see `customerio.liquid.cio`)
@@ -178,6 +180,8 @@ function Template:render(context, opts)
     steps = 0,
     max_steps = opts.max_iterations or liquid.MAX_ITERATIONS,
     max_output = opts.max_output or liquid.MAX_OUTPUT,
+    mem = 0,
+    max_memory = opts.max_memory or liquid.MAX_MEMORY,
     strict = strict and true or false,
     report = report,
     seen = {},
