@@ -45,4 +45,5 @@ end
 table.sort(batches)
 local median = batches[6]
 local version = (jit and jit.version) or _VERSION
-print(string.format("customerio.liquid (%s) " .. name .. ": %.4f ms/render (median of 10 batches x %d)", version, median, per_batch))
+print(string.format("customerio.liquid (%s) %s: %.4f ms/render (median of 10 batches x %d)", version, name, median,
+  per_batch))

@@ -649,12 +649,14 @@ end
 statements["capture"] = function(self, node, scope)
   local body = compile_body(self, node.body, scope)
   local name = node.name
+  local at = self:at(node.pos)
   return function(ctx)
     local out, n = ctx.out, ctx.n
     ctx.out, ctx.n = {}, 0
     local sig = body(ctx)
     local s = concat(ctx.out, "", 1, ctx.n)
     ctx.out, ctx.n = out, n
+    ctx.at = at
     charge(ctx, #s)
     ctx.locals[name] = s
     return sig

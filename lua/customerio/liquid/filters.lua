@@ -447,12 +447,12 @@ local function replace_last(s, pattern, replacement)
 end
 
 def("replace", function(ctx, input, pattern, replacement)
-  local str, pat, rep = to_s(input), to_s(pattern), to_s(replacement)
-  if #rep > #pat and (#str > LARGE or #rep > LARGE) then
+  local str, pat, with = to_s(input), to_s(pattern), to_s(replacement)
+  if #with > #pat and (#str > LARGE or #with > LARGE) then
     local count = pat == "" and text.len(str) + 1 or count_plain(str, pat)
-    budget.check(ctx, #str + count * (#rep - #pat))
+    budget.check(ctx, #str + count * (#with - #pat))
   end
-  return replace_all(str, pat, rep)
+  return replace_all(str, pat, with)
 end, 1, 2, { ctx = true })
 def("replace_first", function(input, pattern, replacement)
   return replace_first(to_s(input), to_s(pattern), to_s(replacement))
