@@ -184,6 +184,7 @@ def("size", function(input) return values.size(input) or 0 end, 0, 0, { keeps_ra
 local HTML_ESCAPE = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
 
 local function escape_html(s)
+  if not find(s, "[&<>\"']") then return s end
   return (gsub(s, "[&<>\"']", HTML_ESCAPE))
 end
 M.escape_html = escape_html
