@@ -253,8 +253,11 @@ local function zero_division()
 end
 
 -- Exact decimal arithmetic on scaled integers; nil when the operands do not fit.
-local function decimal_op(op, x, y)
-  local dx, dy = decimals(x), decimals(y)
+local function decimal_op(op, x, xf, y, yf)
+  -- an integer operand has no decimals
+  local dx, dy = 0, 0
+  if xf or x <= -TWO53 or x >= TWO53 then dx = decimals(x) end
+  if yf or y <= -TWO53 or y >= TWO53 then dy = decimals(y) end
   if not dx or not dy then return nil end
   if op == "*" then
     if dx + dy > 22 then return nil end
@@ -300,7 +303,7 @@ function M.arith(op, a, b)
     return M.float(x / y)
   end
   if op == "%" and y == 0 then zero_division() end
-  local r = decimal_op(op, x, y)
+  local r = decimal_op(op, x, xf, y, yf)
   if r == nil then
     if op == "+" then r = x + y
     elseif op == "-" then r = x - y
