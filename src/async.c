@@ -2,7 +2,7 @@
  * async.c - many HTTP exchanges at once on one libcurl multi handle, advanced only when the
  * host calls poll(). Nothing here runs on another thread and nothing calls back into Lua: a
  * poll returns the finished transfers as a list, and the Lua layer (customerio.async) resumes
- * the calls waiting for them. Retries, redirects and error objects stay in customerio.client,
+ * the calls waiting for them. Retries, redirects and error objects stay in customerio.http.client,
  * exactly as for the blocking handle.
  *
  * Each transfer gets an easy handle from a small pool, set up exactly like http.c's (the

@@ -1,7 +1,7 @@
 /*
  * http.c - one libcurl easy handle per client, reused so connections stay
  * alive. A handle performs exactly one HTTP exchange per call; retries,
- * redirects and error objects live in the Lua layer (customerio.client), where
+ * redirects and error objects live in the Lua layer (customerio.http.client), where
  * every transport shares them.
  *
  * TLS peer and host verification are always on; `ca_file` adds a private CA

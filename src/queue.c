@@ -18,7 +18,7 @@
  * bounded by max_events and max_bytes, counted over pending, retrying and
  * in-flight operations: push() refuses an operation that would pass them.
  *
- * Retries follow customerio.retry (Node 5.x): retryable statuses, network
+ * Retries follow customerio.http.retry (Node 5.x): retryable statuses, network
  * and timeout failures are replayed with exponential backoff or Retry-After,
  * up to max_retries and a total backoff budget. A 207 response means the
  * operations it lists were rejected for good (validation): they are reported,
@@ -1032,7 +1032,7 @@ static void queue_read_options(lua_State *L, queue_state *q) {
   if (q->op_max + QUEUE_BATCH_OVERHEAD > q->batch_bytes)
     luaL_error(L, "queue option batch_bytes must leave room for one operation of op_max bytes");
 
-  /* The retry policy, already normalised by customerio.retry. */
+  /* The retry policy, already normalised by customerio.http.retry. */
   q->max_retries = 3;
   q->min_timeout = 200;
   q->max_timeout = 5000;
@@ -1155,7 +1155,7 @@ static void queue_push_reporter(lua_State *L, int ud) {
  * @tparam table opts `url` (the /api/v2/batch URL), `headers` (name -> value), `timeout`,
  * `connect_timeout` (ms), `ca_file`, `max_events`, `max_bytes`, `batch_bytes`, `op_max`,
  * `flush_interval` (ms), `max_in_flight`, `close_timeout` (ms, for __gc and exit), `retry`
- * (a customerio.retry policy), `reporter` (function(reports) called by __gc)
+ * (a customerio.http.retry policy), `reporter` (function(reports) called by __gc)
  * @return queue
  */
 static int queue_new(lua_State *L) {

@@ -1,0 +1,56 @@
+-- The retry policy (pure functions; the HTTP behaviour is in client_spec).
+local retry = require("customerio.http.retry")
+
+describe("customerio.http.retry", function()
+  it("has customerio-node 5.x defaults", function()
+    local p = retry.policy()
+    assert.are.equal(3, p.max_retries)
+    assert.are.equal(200, p.min_timeout)
+    assert.are.equal(5000, p.max_timeout)
+    assert.are.equal(300, p.retry_after_max)
+    assert.are.equal(30000, p.max_total_backoff)
+    for _, s in ipairs({ 408, 429, 500, 502, 503, 504, 522, 524 }) do
+      assert.is_true(retry.status_retryable(p, s))
+    end
+    for _, s in ipairs({ 400, 401, 404, 409, 422, 501 }) do
+      assert.is_false(retry.status_retryable(p, s))
+    end
+  end)
+
+  it("accepts Node's camelCase names and false", function()
+    local p = retry.policy({ maxRetries = 1, minTimeoutMs = 10 })
+    assert.are.equal(1, p.max_retries)
+    assert.are.equal(10, p.min_timeout)
+    assert.are.equal(0, retry.policy(false).max_retries)
+  end)
+
+  it("rejects unknown or bad options", function()
+    assert.has_error(function() retry.policy({ retries = 2 }) end, "unknown retry option: retries")
+    assert.has_error(function() retry.policy({ max_retries = -1 }) end, "retry.max_retries must be a non-negative number")
+    assert.has_error(function() retry.policy("often") end, "retry must be a table or false")
+  end)
+
+  it("backs off exponentially with jitter in [1, 2) and a cap", function()
+    local p = retry.policy()
+    assert.are.equal(200, retry.delay(p, 0, nil, function() return 0 end))
+    assert.are.equal(399, math.floor(retry.delay(p, 0, nil, function() return 0.999 end)))
+    assert.are.equal(800, retry.delay(p, 2, nil, function() return 0 end))
+    assert.are.equal(5000, retry.delay(p, 10, nil, function() return 0.5 end))
+  end)
+
+  it("honours Retry-After in seconds, capped", function()
+    local p = retry.policy()
+    assert.are.equal(7000, retry.delay(p, 0, { ["retry-after"] = "7" }))
+    assert.are.equal(300000, retry.delay(p, 0, { ["retry-after"] = "100000" }))
+    local q = retry.policy({ respect_retry_after = false })
+    assert.are.equal(200, retry.delay(q, 0, { ["retry-after"] = "7" }, function() return 0 end))
+  end)
+
+  it("parses Retry-After HTTP dates", function()
+    -- 2015-10-21 07:28:00 UTC = 1445412480
+    assert.are.equal(30, retry.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412450))
+    assert.are.equal(0, retry.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412490))
+    assert.is_nil(retry.parse_retry_after("soon", 0))
+    assert.is_nil(retry.parse_retry_after("Wed, 21 Foo 2015 07:28:00 GMT", 0))
+  end)
+end)
