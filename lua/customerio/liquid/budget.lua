@@ -11,6 +11,8 @@
 
 local errors = require("customerio.liquid.errors")
 
+local type, rawequal = type, rawequal
+
 local M = {}
 
 --- Bytes charged per array item.
@@ -45,7 +47,7 @@ end
 -- @param r the result
 -- @param v the input
 function M.result(ctx, r, v)
-  if r == v then return end
+  if rawequal(r, v) then return end
   local t = type(r)
   local m
   if t == "string" then

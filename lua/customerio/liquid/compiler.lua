@@ -29,15 +29,11 @@ local M = {}
 
 local charge, charge_result, ITEM = budget.charge, budget.result, budget.ITEM
 local RANGE = values.RANGE
+local range = values.range
 
 -- ---------------------------------------------------------------------------------------
 -- Runtime helpers
 
--- Charge the array a filter makes of range `r`.
-local function charge_range(ctx, r)
-  local n = r[2] - r[1] + 1
-  if n > 0 then charge(ctx, ITEM * n) end
-end
 
 local function limit_error(ctx, message)
   local at = ctx.at
@@ -442,7 +438,7 @@ function Compiler:filter_chain(node, scope, guarded)
       local args = {}
       for j = 1, nargs do
         local a = f.args[j]
-        if a.t == "lit" then
+        if a.t == "lit" and getmetatable(a.v) ~= RANGE then
           args[j] = const(a.v == nil and NULL or a.v)
         else
           local af = compile_expr(self, a, scope, guarded)
@@ -457,9 +453,8 @@ function Compiler:filter_chain(node, scope, guarded)
       local with_ctx = spec.ctx
       local fat = { line, col }
       local a1, a2, a3 = args[1], args[2], args[3]
-      -- the filter's result is charged to the memory budget; a range input is charged as
-      -- the array the filter expands it into, before the filter runs
-      local expands = not spec.keeps_range
+      -- the filter's result is charged to the memory budget (a range a filter expands is
+      -- charged by `values.elements`)
       local step
       if spec.kwargs then
         local slots = hi
@@ -467,7 +462,6 @@ function Compiler:filter_chain(node, scope, guarded)
           local list = {}
           for j = 1, nargs do list[j] = args[j](ctx) end
           ctx.at = fat
-          if expands and getmetatable(v) == RANGE then charge_range(ctx, v) end
           local kwv = {}
           if kw then
             for j = 1, #kw do kwv[kw[j].name] = kw[j].fn(ctx) end
@@ -475,24 +469,62 @@ function Compiler:filter_chain(node, scope, guarded)
           list[slots + 1] = kwv
           local r
           if with_ctx then r = fn(ctx, v, unpack(list, 1, slots + 1)) else r = fn(v, unpack(list, 1, slots + 1)) end
-          charge_result(ctx, r, v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
           return r
         end
       elseif with_ctx and nargs == 0 then
         step = function(ctx, v)
           ctx.at = fat
-          if expands and getmetatable(v) == RANGE then charge_range(ctx, v) end
           local r = fn(ctx, v)
-          charge_result(ctx, r, v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
           return r
         end
       elseif with_ctx and nargs == 1 then
         step = function(ctx, v)
           local x1 = a1(ctx)
           ctx.at = fat
-          if expands and getmetatable(v) == RANGE then charge_range(ctx, v) end
           local r = fn(ctx, v, x1)
-          charge_result(ctx, r, v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
+        end
+      elseif with_ctx and nargs == 2 then
+        step = function(ctx, v)
+          local x1, x2 = a1(ctx), a2(ctx)
+          ctx.at = fat
+          local r = fn(ctx, v, x1, x2)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
           return r
         end
       elseif with_ctx then
@@ -500,44 +532,79 @@ function Compiler:filter_chain(node, scope, guarded)
           local list = {}
           for j = 1, nargs do list[j] = args[j](ctx) end
           ctx.at = fat
-          if expands and getmetatable(v) == RANGE then charge_range(ctx, v) end
           local r = fn(ctx, v, unpack(list, 1, nargs))
-          charge_result(ctx, r, v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
           return r
         end
       elseif nargs == 0 then
         step = function(ctx, v)
           ctx.at = fat
-          if expands and getmetatable(v) == RANGE then charge_range(ctx, v) end
           local r = fn(v)
-          charge_result(ctx, r, v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
           return r
         end
       elseif nargs == 1 then
         step = function(ctx, v)
           local x1 = a1(ctx)
           ctx.at = fat
-          if expands and getmetatable(v) == RANGE then charge_range(ctx, v) end
           local r = fn(v, x1)
-          charge_result(ctx, r, v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
           return r
         end
       elseif nargs == 2 then
         step = function(ctx, v)
           local x1, x2 = a1(ctx), a2(ctx)
           ctx.at = fat
-          if expands and getmetatable(v) == RANGE then charge_range(ctx, v) end
           local r = fn(v, x1, x2)
-          charge_result(ctx, r, v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
           return r
         end
       elseif nargs == 3 then
         step = function(ctx, v)
           local x1, x2, x3 = a1(ctx), a2(ctx), a3(ctx)
           ctx.at = fat
-          if expands and getmetatable(v) == RANGE then charge_range(ctx, v) end
           local r = fn(v, x1, x2, x3)
-          charge_result(ctx, r, v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
           return r
         end
       else
@@ -545,9 +612,16 @@ function Compiler:filter_chain(node, scope, guarded)
           local list = {}
           for j = 1, nargs do list[j] = args[j](ctx) end
           ctx.at = fat
-          if expands and getmetatable(v) == RANGE then charge_range(ctx, v) end
           local r = fn(v, unpack(list, 1, nargs))
-          charge_result(ctx, r, v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
           return r
         end
       end
@@ -572,7 +646,13 @@ end
 compile_expr = function(self, node, scope, guarded)
   local t = node.t
   if t == "lit" then
-    return const(node.v)
+    local v = node.v
+    if getmetatable(v) == RANGE then
+      -- made per render, so the range carries the render's budget (see values.range)
+      local first, last = v[1], v[2]
+      return function(ctx) return range(first, last, ctx) end
+    end
+    return const(v)
   elseif t == "var" then
     return self:var(node, scope, guarded)
   elseif t == "filtered" then
@@ -586,7 +666,7 @@ compile_expr = function(self, node, scope, guarded)
   elseif t == "range" then
     local a, b = compile_expr(self, node.a, scope, guarded), compile_expr(self, node.b, scope, guarded)
     return function(ctx)
-      return values.range(to_range_bound(a(ctx)), to_range_bound(b(ctx)))
+      return range(to_range_bound(a(ctx)), to_range_bound(b(ctx)), ctx)
     end
   elseif t == "cmp" then
     return self:cmp(node, scope, guarded)

@@ -4,9 +4,7 @@
 -- The registry maps a name to a spec `{ fn = function(input, ...), min = n, max = n,
 -- kwargs = bool, ctx = bool }`: `min`/`max` bound the positional arguments (checked when a
 -- template is parsed), `kwargs` lets the filter take `name: value` arguments (passed as one
--- table after `max` positional slots), `ctx` passes the render context first,
--- `keeps_range` says a range input is not expanded into an array (so it is not charged to
--- the memory budget, see `customerio.liquid.budget`).
+-- table after `max` positional slots), `ctx` passes the render context first.
 -- Filters raise `errors.argument(...)` for bad input.
 -- @module customerio.liquid.filters
 
@@ -179,7 +177,7 @@ def("lstrip", function(input) return text.lstrip(to_s(input)) end)
 def("rstrip", function(input) return text.rstrip(to_s(input)) end)
 def("strip_newlines", function(input) return (gsub(to_s(input), "\r?\n", "")) end)
 def("newline_to_br", function(input) return (gsub(to_s(input), "\r?\n", "<br />\n")) end)
-def("size", function(input) return values.size(input) or 0 end, 0, 0, { keeps_range = true })
+def("size", function(input) return values.size(input) or 0 end)
 
 local HTML_ESCAPE = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
 
@@ -392,15 +390,21 @@ local function split(s, sep)
 end
 M.split = split
 
--- Occurrences of plain `pat` (not empty) in `s`.
-local function count_plain(s, pat)
+-- Occurrences of plain `pat` (not empty) in `s`, counting no further than `max`.
+local function count_plain(s, pat, max)
   local n, i = 0, 1
-  while true do
+  while n <= max do
     local _, e = find(s, pat, i, true)
     if not e then return n end
     n = n + 1
     i = e + 1
   end
+  return n
+end
+
+-- How many more items or bytes of `size` each fit in the render's budget.
+local function room(ctx, size)
+  return (ctx.max_memory - ctx.mem) / size
 end
 
 -- Strings this long are measured before a filter multiplies them.
@@ -409,7 +413,7 @@ local LARGE = 4096
 def("split", function(ctx, input, sep)
   local s, sp = to_s(input), to_s(sep)
   if #s > LARGE then
-    local parts = (sp == "" or sp == " ") and #s or count_plain(s, sp)
+    local parts = (sp == "" or sp == " ") and #s or count_plain(s, sp, room(ctx, budget.ITEM))
     budget.check(ctx, budget.ITEM * (parts + 1))
   end
   return split(s, sp)
@@ -450,7 +454,7 @@ end
 def("replace", function(ctx, input, pattern, replacement)
   local str, pat, with = to_s(input), to_s(pattern), to_s(replacement)
   if #with > #pat and (#str > LARGE or #with > LARGE) then
-    local count = pat == "" and text.len(str) + 1 or count_plain(str, pat)
+    local count = pat == "" and text.len(str) + 1 or count_plain(str, pat, room(ctx, #with - #pat))
     budget.check(ctx, #str + count * (#with - #pat))
   end
   return replace_all(str, pat, with)
@@ -548,7 +552,7 @@ def("first", function(input)
     return array({ keys[1], input[keys[1]] })
   end
   return nil
-end, 0, 0, { keeps_range = true })
+end, 0, 0)
 
 def("last", function(input)
   local k = kind(input)
@@ -559,7 +563,7 @@ def("last", function(input)
     return input[2]
   end
   return nil
-end, 0, 0, { keeps_range = true })
+end, 0, 0)
 
 def("reverse", function(input)
   local list = input_list(input)
@@ -758,7 +762,7 @@ def("default", function(input, default_value, kwargs)
   if allow_false then use_default = is_nil(input) else use_default = not truthy(input) end
   if use_default or values.is_empty(input) then return default_value end
   return input
-end, 0, 1, { kwargs = true, keeps_range = true })
+end, 0, 1, { kwargs = true })
 
 -- The `date` filter: `date: format[, time_zone]`. Inputs: Unix seconds, digit strings,
 -- `now`/`today`, date strings; anything else is returned unchanged.
