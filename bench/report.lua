@@ -316,6 +316,9 @@ for _, v in ipairs({ "lua54", "luajit" }) do
   add_ratio("conc_" .. v .. "_cpu_vs_node", ratio(fig(conc["ours_" .. v], "cpu_us_per_call"), fig(conc.node, "cpu_us_per_call")))
   add_ratio("queue_" .. v .. "_delivered_vs_node", field(queue, v, "ratio_vs_node") and round(queue[v].ratio_vs_node, 3))
   add_ratio("liquid_" .. v .. "_render_speed_vs_liquidjs", field(liquid, "speedup_" .. v))
+  for _, t in ipairs({ "numeric", "digest" }) do
+    add_ratio("liquid_" .. t .. "_" .. v .. "_render_speed_vs_liquidjs", field(liquid, "templates", t, "speedup_" .. v))
+  end
 end
 for _, v in ipairs({ "lua54", "luajit" }) do
   for _, case in ipairs({ "identify", "transactional" }) do
@@ -343,6 +346,10 @@ for _, v in ipairs({ "lua54", "luajit" }) do
       ratios["json_encode_" .. case .. "_" .. v .. "_vs_cjson"], ">=", 1)
     target("JSON decode " .. case .. " payload vs lua-cjson (" .. lv .. ")",
       ratios["json_decode_" .. case .. "_" .. v .. "_vs_cjson"], ">=", 1)
+  end
+  for _, t in ipairs({ "receipt", "numeric" }) do
+    target("Liquid render, " .. t .. " template, vs liquidjs (" .. lv .. "; bench/liquid)",
+      field(liquid, "templates", t, "speedup_" .. v), ">=", v == "lua54" and 1.5 or 5)
   end
 end
 

@@ -7,6 +7,11 @@
  * a fixed context with small limits. Properties: nothing raises out of the public API, and no
  * failure has kind "internal" (an internal error is a Lua error inside the library: a bug);
  * rendering returns a string within max_output, or nil and an error object.
+ *
+ * Budget per input (issue 15: the limits must bound memory and CPU): parse + variables +
+ * render within 1 s of CPU time and within 64 MiB of Lua heap growth (counted right after
+ * the input, before a collection); fuzz/run.sh also gives this target a 2 s libFuzzer timeout,
+ * a 512 MiB RSS limit and a 64 MiB limit per malloc.
  */
 #include "fuzz.h"
 
@@ -26,8 +31,9 @@ static const char check[] =
   "  end\n"
   "  local _ = tostring(err) .. ''\n"
   "end\n"
-  "local RENDER = { max_iterations = 2000, max_output = 65536, now = 1700000000 }\n"
-  "return function(s)\n"
+  "local RENDER = { max_iterations = 2000, max_output = 65536, max_memory = 1048576, now = 1700000000 }\n"
+  "local CPU_BUDGET, HEAP_BUDGET_KB = 1.0, 64 * 1024\n"
+  "local function run(s)\n"
   "  local flags = s:byte(1) or 0\n"
   "  local src = s:sub(2)\n"
   "  local tpl, err = liquid.parse(src, { strict = flags % 2 == 1 })\n"
@@ -39,6 +45,13 @@ static const char check[] =
   "  if out == nil then ok_err(rerr, 'render'); return end\n"
   "  if type(out) ~= 'string' then error('render returned a ' .. type(out)) end\n"
   "  if #out > RENDER.max_output then error('output over max_output: ' .. #out) end\n"
+  "end\n"
+  "return function(s)\n"
+  "  local heap0, t0 = collectgarbage('count'), os.clock()\n"
+  "  run(s)\n"
+  "  local cpu, heap = os.clock() - t0, collectgarbage('count') - heap0\n"
+  "  if cpu > CPU_BUDGET then error(('over the CPU budget: %.2f s'):format(cpu)) end\n"
+  "  if heap > HEAP_BUDGET_KB then error(('over the heap budget: %d KiB'):format(heap)) end\n"
   "end\n";
 
 static lua_State *L;

@@ -41,19 +41,22 @@ for t in "$@"; do
     mkdir -p "$OUT/corpus/$t"
     dict=""
     [ -f "fuzz/dict/$t.dict" ] && dict="-dict=fuzz/dict/$t.dict"
+    # Liquid has a budget per input (fuzz/liquid.c): 2 s, 512 MiB RSS, 64 MiB per malloc.
+    limits="-timeout=10 -rss_limit_mb=2048"
+    [ "$t" = liquid ] && limits="-timeout=2 -rss_limit_mb=512 -malloc_limit_mb=64"
     if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ]; then
         echo "== fuzz $t: seeds only"
         # shellcheck disable=SC2086
-        "$OUT/$t" -runs=0 $dict "fuzz/corpus/$t" >"$OUT/$t.log" 2>&1
+        "$OUT/$t" -runs=0 $limits $dict "fuzz/corpus/$t" >"$OUT/$t.log" 2>&1
     else
         echo "== fuzz $t: ${SECONDS_EACH}s"
         fork=""
         [ "$JOBS" -gt 1 ] && fork="-fork=$JOBS -ignore_crashes=0"
-        # shellcheck disable=SC2086
         # -detect_leaks=0: the long-lived Lua state frees lazily, so every input would look like
         # a leak and trigger a LeakSanitizer scan (50x slower). Leaks of the C core are
         # checked by valgrind over the test suite (make check-memory).
-        "$OUT/$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+        # shellcheck disable=SC2086
+        "$OUT/$t" -max_total_time="$SECONDS_EACH" $limits -max_len=8192 \
             -detect_leaks=0 \
             -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t-" $dict $fork \
             "$OUT/corpus/$t" "fuzz/corpus/$t" >"$OUT/$t.log" 2>&1

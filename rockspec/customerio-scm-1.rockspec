@@ -63,6 +63,7 @@ build = {
     ["customerio"] = "lua/customerio/init.lua",
     ["customerio.json"] = "lua/customerio/json.lua",
     ["customerio.liquid.analysis"] = "lua/customerio/liquid/analysis.lua",
+    ["customerio.liquid.budget"] = "lua/customerio/liquid/budget.lua",
     ["customerio.liquid.cio"] = "lua/customerio/liquid/cio.lua",
     ["customerio.liquid.compiler"] = "lua/customerio/liquid/compiler.lua",
     ["customerio.liquid.date"] = "lua/customerio/liquid/date.lua",

@@ -970,6 +970,73 @@ describe("hostile input", function()
       assert.are.equal('{\n  "a": [\n    1\n  ]\n}', (liquid.render("{{ x | json: 2 }}", { x = { a = { 1 } } })))
     end)
 
+    -- issue 15, item 1: every string and array a template builds counts against max_memory,
+    -- ranges are never materialised, parsing is linear and the template size is bounded
+    local function limit_error(out, err, option)
+      assert.is_nil(out)
+      assert.are.equal("limit", err.kind)
+      assert.matches(option, err.message, 1, true)
+      assert.is_number(err.line)
+      assert.is_number(err.column)
+      return err
+    end
+
+    it("bounds strings doubled by append (memory budget)", function()
+      local out, err = liquid.render('{% assign s = "xxxxxxxxxx" %}{% for i in (1..27) %}'
+        .. '{% assign s = s | append: s %}{% endfor %}{{ s | size }}')
+      err = limit_error(out, err, "raise with max_memory")
+      assert.matches("memory limit exceeded", err.message)
+      assert.same({ 1, 70 }, { err.line, err.column })
+    end)
+
+    it("refuses to join a huge range before building it", function()
+      local out, err = liquid.render('{{ (1..1000000000000) | join: "," }}')
+      err = limit_error(out, err, "raise with max_memory")
+      assert.same({ 1, 25 }, { err.line, err.column })
+    end)
+
+    it("bounds 100 000 appends of 60 bytes", function()
+      local out, err = liquid.render("{% for i in (1..100000) %}{% assign s = s | append: '"
+        .. string.rep("x", 60) .. "' %}{% endfor %}{{ s | size }}")
+      limit_error(out, err, "raise with max_memory")
+    end)
+
+    it("bounds strings doubled by capture", function()
+      local out, err = liquid.render("{% capture s %}xxxxxxxxxxxxxxxx{% endcapture %}{% for i in (1..40) %}"
+        .. "{% capture s %}{{ s }}{{ s }}{% endcapture %}{% endfor %}", {}, { max_output = 2 ^ 40 })
+      limit_error(out, err, "raise with max_memory")
+    end)
+
+    it("refuses replace and split results larger than the budget before building them", function()
+      local grow = "{% assign a = 'aaaaaaaaaaaaaaaa' %}{% for i in (1..10) %}{% assign a = a | append: a %}{% endfor %}"
+      local out, err = liquid.render(grow .. "{{ a | replace: 'a', a | size }}")
+      limit_error(out, err, "raise with max_memory")
+      out, err = liquid.render(grow .. "{{ a | replace: '', a | size }}")
+      limit_error(out, err, "raise with max_memory")
+      out, err = liquid.render(grow .. "{{ a | split: '' | size }}", {}, { max_memory = 200000 })
+      limit_error(out, err, "raise with max_memory")
+    end)
+
+    it("parses a long variable path in linear time and bounds its tokens", function()
+      local path = "{{ x" .. string.rep(".a", 1000000) .. " }}"   -- 2 MB
+      local out, err = liquid.render(path)
+      limit_error(out, err, "raise with max_template_size")
+      out, err = liquid.render(path, {}, { max_template_size = 4 * 1024 * 1024 })
+      err = limit_error(out, err, "raise with max_tokens")
+      assert.same({ 1, 100003 }, { err.line, err.column })
+      -- 40 000 segments are within the default limits and parse
+      local tpl = assert(liquid.parse("{{ x" .. string.rep(".a", 40000) .. " }}"))
+      assert.are.equal("", (tpl:render({})))
+    end)
+
+    it("bounds the template size and its tokens", function()
+      local out, err = liquid.render(string.rep("{{ 'x' }}", 2000000))   -- 18 MB
+      err = limit_error(out, err, "raise with max_template_size")
+      assert.matches("18000000 bytes, more than 1048576", err.message, 1, true)
+      out, err = liquid.render(string.rep("{{ 'x' }}", 100000))          -- 900 KB, 200 000 tokens
+      limit_error(out, err, "raise with max_tokens")
+    end)
+
     it("stops runaway loops and output", function()
       local _, err = liquid.render("{% for i in (1..1000000000) %}x{% endfor %}", {}, { max_iterations = 1000 })
       assert.are.equal("limit", err.kind)

@@ -1,12 +1,14 @@
-// Render bench/liquid/receipt.liquid with receipt.json using liquidjs; prints ms per render.
-// Usage: node bench.js [iterations] [--print]
+// Render a template of bench/liquid (receipt, numeric or digest; default receipt) with
+// receipt.json using liquidjs; prints ms per render.
+// Usage: node bench.js [iterations] [template] [--print]
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const { Liquid } = require('liquidjs');
 
 const dir = __dirname;
-const source = fs.readFileSync(path.join(dir, 'receipt.liquid'), 'utf8');
+const name = process.argv.slice(3).filter((a) => a !== '--print')[0] || 'receipt';
+const source = fs.readFileSync(path.join(dir, name + '.liquid'), 'utf8');
 const data = JSON.parse(fs.readFileSync(path.join(dir, 'receipt.json'), 'utf8'));
 const iterations = parseInt(process.argv[2] || '2000', 10);
 
@@ -31,4 +33,4 @@ for (let b = 0; b < 10; b++) {
 }
 batches.sort((a, b) => a - b);
 const median = batches[Math.floor(batches.length / 2)];
-console.log(`liquidjs ${require('liquidjs/package.json').version}: ${median.toFixed(4)} ms/render (median of 10 batches x ${perBatch})`);
+console.log(`liquidjs ${require('liquidjs/package.json').version} ${name}: ${median.toFixed(4)} ms/render (median of 10 batches x ${perBatch})`);

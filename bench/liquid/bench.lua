@@ -1,6 +1,6 @@
--- Render bench/liquid/receipt.liquid with receipt.json using customerio.liquid; prints ms per
--- render. Usage (from the project root):
---   LUA_PATH='lua/?.lua;lua/?/init.lua;;' lua5.4 bench/liquid/bench.lua [iterations] [--print]
+-- Render a template of bench/liquid (receipt, numeric or digest; default receipt) with
+-- receipt.json using customerio.liquid; prints ms per render. Usage (from the project root):
+--   LUA_PATH='lua/?.lua;lua/?/init.lua;;' lua5.4 bench/liquid/bench.lua [iterations] [template] [--print]
 
 local liquid = require("customerio.liquid")
 local json = require("customerio.liquid.json")
@@ -13,7 +13,11 @@ local function read(name)
   return s
 end
 
-local source = read("receipt.liquid")
+local name = "receipt"
+for i = 2, arg and #arg or 0 do
+  if arg[i] ~= "--print" then name = arg[i] end
+end
+local source = read(name .. ".liquid")
 local data = assert(json.decode(read("receipt.json"), { ordered = true }))
 local iterations = tonumber(arg and arg[1]) or 2000
 local print_only = false
@@ -41,4 +45,5 @@ end
 table.sort(batches)
 local median = batches[6]
 local version = (jit and jit.version) or _VERSION
-print(string.format("customerio.liquid (%s): %.4f ms/render (median of 10 batches x %d)", version, median, per_batch))
+print(string.format("customerio.liquid (%s) %s: %.4f ms/render (median of 10 batches x %d)", version, name, median,
+  per_batch))

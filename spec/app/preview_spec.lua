@@ -127,6 +127,26 @@ describe("customerio.app.preview", function()
     assert.equal("F", r.parts.body)
   end)
 
+  it("reports templates over the Liquid limits as problems naming the option", function()
+    local r = preview(message, {
+      subject = "{{ trigger.name }}",
+      body = '{% assign s = "xxxxxxxxxx" %}{% for i in (1..27) %}{% assign s = s | append: s %}{% endfor %}',
+      from = "{{ (1..1000000000000) | join: ',' }}",
+      preheader = string.rep("{{ x }}", 200000),
+    })
+    assert.is_false(r.ok)
+    assert.same({ "from:limit:", "preheader:limit:", "body:limit:" }, kinds(r))   -- in the order of parts
+    assert.matches("raise with max_memory", r.problems[3].message, 1, true)
+    assert.same({ 1, 70 }, { r.problems[3].line, r.problems[3].column })
+    assert.matches("raise with max_template_size", r.problems[2].message, 1, true)
+    assert.equal("Ada", r.parts.subject)
+    -- the limits are options of preview too
+    r = preview(message, { body = "{{ trigger.name | append: '!' }}" }, { max_memory = 3 })
+    assert.same({ "body:limit:" }, kinds(r))
+    r = preview(message, { body = "{{ trigger.name }}" }, { max_tokens = 1 })
+    assert.same({ "body:limit:" }, kinds(r))
+  end)
+
   it("rejects a request that is not a table", function()
     local r = preview("nope")
     assert.is_false(r.ok)

@@ -545,6 +545,63 @@ describe("customerio.liquid", function()
       assert.equal(1000, #(liquid.render(src, nil, { max_output = 1010 })))
     end)
 
+    it("iterates and filters ranges without building them", function()
+      assert.equal("123", (liquid.render("{% for i in (1..1000000000000) limit: 3 %}{{ i }}{% endfor %}")))
+      assert.equal("1000000000000 1 1000000000000", (liquid.render(
+        "{{ (1..1000000000000) | size }} {{ (1..1000000000000) | first }} {{ (1..1000000000000) | last }}")))
+      local out, err = liquid.render("{% for i in (1..1000000000000) %}{% endfor %}")
+      assert.is_nil(out)
+      assert.equal("limit", err.kind)
+      assert.matches("raise with max_iterations", err.message, 1, true)
+    end)
+
+    it("counts what a template builds against max_memory, and the limit can be raised", function()
+      local src = "{% for i in (1..100) %}{% assign s = s | append: '0123456789' %}{% endfor %}{{ s | size }}"
+      -- 10 + 20 + ... + 1000 bytes = 50 500 bytes built
+      assert.equal("1000", (liquid.render(src, nil, { max_memory = 50500 })))
+      local out, err = liquid.render(src, nil, { max_memory = 50499 })
+      assert.is_nil(out)
+      assert.same({ "limit", 1, 42 }, { err.kind, err.line, err.column })   -- the append
+      assert.matches("memory limit exceeded", err.message)
+      -- values passed through unchanged and data are not charged
+      assert.equal("x", (liquid.render("{% for i in (1..10) %}{% assign s = d | default: 'y' %}{% endfor %}{{ s }}",
+        { d = "x" }, { max_memory = 0 })))
+      -- captures count
+      out, err = liquid.render("\n{% capture c %}{{ d }}{% endcapture %}", { d = string.rep("x", 100) },
+        { max_memory = 99 })
+      assert.is_nil(out)
+      assert.same({ "limit", 2, 1 }, { err.kind, err.line, err.column })
+    end)
+
+    it("bounds parsing: template size and tokens, both raisable", function()
+      local src = string.rep("{{ x }}", 10)
+      local tpl, err = liquid.parse(src, { max_template_size = 69 })
+      assert.is_nil(tpl)
+      assert.same({ "limit", 1, 70 }, { err.kind, err.line, err.column })
+      assert.matches("raise with max_template_size", err.message, 1, true)
+      assert.truthy(liquid.parse(src, { max_template_size = 70 }))
+      -- 10 outputs of one expression token each: 20 tokens
+      tpl, err = liquid.parse(src, { max_tokens = 19 })
+      assert.is_nil(tpl)
+      assert.same({ "limit", 1, 67 }, { err.kind, err.line, err.column })
+      assert.matches("raise with max_tokens", err.message, 1, true)
+      assert.truthy(liquid.parse(src, { max_tokens = 20 }))
+    end)
+
+    it("renders the benchmark templates within the default limits", function()
+      local function read(name)
+        local f = assert(io.open("bench/liquid/" .. name, "rb"))
+        local s = f:read("*a")
+        f:close()
+        return s
+      end
+      local data = assert(json.decode(read("receipt.json"), { ordered = true }))
+      for _, name in ipairs({ "receipt", "numeric", "digest" }) do
+        local out = assert(liquid.render(read(name .. ".liquid"), data))
+        assert.is_true(#out > 1000)
+      end
+    end)
+
     it("stops deep nesting and self-rendering", function()
       local deep = string.rep("{% if true %}", 200) .. string.rep("{% endif %}", 200)
       local tpl, err = liquid.parse(deep)

@@ -101,8 +101,11 @@ end
 --   `customer` (profile attributes),
 --   `strict` (default true: missing variables are errors; false makes them warnings),
 --   `data` (extra top-level variables, e.g. `campaign`, `snippets`),
---   `now`, `timezone`, `placeholders`, `max_output`, `max_iterations` (render options of
---   `customerio.liquid`)
+--   `now`, `timezone`, `placeholders`, `max_output`, `max_iterations`, `max_memory` (render
+--   options of `customerio.liquid`), `max_template_size`, `max_tokens` (its parse options).
+--   Every limit defaults to `customerio.liquid`'s (`liquid.MAX_*`): a template over a limit
+--   is a problem of kind `limit` naming the option that raises it, so user templates can be
+--   previewed safely.
 -- @treturn table `{ ok = bool, parts = { name = rendered text }, problems = { {part, kind,
 --   message, line, column, severity, variable?, suggestion?, filter?}... },
 --   placeholders = { {part, tag, line, column}... }, context = the data used }`
@@ -130,11 +133,12 @@ local function preview(request, template, opts)
   result.context = data
   local missing_severity = opts.strict == false and "warning" or "error"
   local render_opts = { now = opts.now, timezone = opts.timezone, placeholders = opts.placeholders,
-    max_output = opts.max_output, max_iterations = opts.max_iterations }
+    max_output = opts.max_output, max_iterations = opts.max_iterations, max_memory = opts.max_memory }
+  local parse_opts = { max_template_size = opts.max_template_size, max_tokens = opts.max_tokens }
   local problems = result.problems
 
   for _, part in ipairs(parts_of(template, from_message)) do
-    local tpl, err = liquid.parse(template[part])
+    local tpl, err = liquid.parse(template[part], parse_opts)
     if not tpl then
       problems[#problems + 1] = { part = part, kind = err.kind or "syntax", message = err.message,
         line = err.line, column = err.column, severity = "error" }

@@ -13,6 +13,7 @@ local values = require("customerio.liquid.values")
 local number = require("customerio.liquid.number")
 local errors = require("customerio.liquid.errors")
 local text = require("customerio.liquid.text")
+local budget = require("customerio.liquid.budget")
 
 local type, getmetatable, setmetatable, tostring = type, getmetatable, setmetatable, tostring
 local floor, min, max = math.floor, math.min, math.max
@@ -26,12 +27,21 @@ local FLOAT = number.FLOAT
 
 local M = {}
 
+local charge, charge_result, ITEM = budget.charge, budget.result, budget.ITEM
+local RANGE = values.RANGE
+local range = values.range
+
 -- ---------------------------------------------------------------------------------------
 -- Runtime helpers
+
 
 local function limit_error(ctx, message)
   local at = ctx.at
   errors.raise("limit", message, at and at[1], at and at[2])
+end
+
+local function output_exceeded(ctx)
+  limit_error(ctx, "output limit exceeded: more than " .. ctx.max_output .. " bytes (raise with max_output)")
 end
 
 local function append(ctx, s)
@@ -40,7 +50,7 @@ local function append(ctx, s)
   ctx.out[n] = s
   local size = ctx.size + #s
   ctx.size = size
-  if size > ctx.max_output then limit_error(ctx, "output limit exceeded (" .. ctx.max_output .. " bytes)") end
+  if size > ctx.max_output then output_exceeded(ctx) end
 end
 M.append = append
 
@@ -90,10 +100,7 @@ local function index(obj, key, dot)
     if dot then
       if key == "size" then return text.len(obj), true end
       if key == "first" then return obj:match("^" .. text.CHAR) or "", true end
-      if key == "last" then
-        local chars = text.chars(obj)
-        return chars[#chars] or "", true
-      end
+      if key == "last" then return text.last_char(obj), true end
     end
     return nil, false
   end
@@ -431,7 +438,7 @@ function Compiler:filter_chain(node, scope, guarded)
       local args = {}
       for j = 1, nargs do
         local a = f.args[j]
-        if a.t == "lit" then
+        if a.t == "lit" and getmetatable(a.v) ~= RANGE then
           args[j] = const(a.v == nil and NULL or a.v)
         else
           local af = compile_expr(self, a, scope, guarded)
@@ -446,6 +453,8 @@ function Compiler:filter_chain(node, scope, guarded)
       local with_ctx = spec.ctx
       local fat = { line, col }
       local a1, a2, a3 = args[1], args[2], args[3]
+      -- the filter's result is charged to the memory budget (a range a filter expands is
+      -- charged by `values.elements`)
       local step
       if spec.kwargs then
         local slots = hi
@@ -458,45 +467,162 @@ function Compiler:filter_chain(node, scope, guarded)
             for j = 1, #kw do kwv[kw[j].name] = kw[j].fn(ctx) end
           end
           list[slots + 1] = kwv
-          if with_ctx then return fn(ctx, v, unpack(list, 1, slots + 1)) end
-          return fn(v, unpack(list, 1, slots + 1))
+          local r
+          if with_ctx then r = fn(ctx, v, unpack(list, 1, slots + 1)) else r = fn(v, unpack(list, 1, slots + 1)) end
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
+        end
+      elseif with_ctx and nargs == 0 then
+        step = function(ctx, v)
+          ctx.at = fat
+          local r = fn(ctx, v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
+        end
+      elseif with_ctx and nargs == 1 then
+        step = function(ctx, v)
+          local x1 = a1(ctx)
+          ctx.at = fat
+          local r = fn(ctx, v, x1)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
+        end
+      elseif with_ctx and nargs == 2 then
+        step = function(ctx, v)
+          local x1, x2 = a1(ctx), a2(ctx)
+          ctx.at = fat
+          local r = fn(ctx, v, x1, x2)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
         end
       elseif with_ctx then
         step = function(ctx, v)
           local list = {}
           for j = 1, nargs do list[j] = args[j](ctx) end
           ctx.at = fat
-          return fn(ctx, v, unpack(list, 1, nargs))
+          local r = fn(ctx, v, unpack(list, 1, nargs))
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
         end
       elseif nargs == 0 then
         step = function(ctx, v)
           ctx.at = fat
-          return fn(v)
+          local r = fn(v)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
         end
       elseif nargs == 1 then
         step = function(ctx, v)
           local x1 = a1(ctx)
           ctx.at = fat
-          return fn(v, x1)
+          local r = fn(v, x1)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
         end
       elseif nargs == 2 then
         step = function(ctx, v)
           local x1, x2 = a1(ctx), a2(ctx)
           ctx.at = fat
-          return fn(v, x1, x2)
+          local r = fn(v, x1, x2)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
         end
       elseif nargs == 3 then
         step = function(ctx, v)
           local x1, x2, x3 = a1(ctx), a2(ctx), a3(ctx)
           ctx.at = fat
-          return fn(v, x1, x2, x3)
+          local r = fn(v, x1, x2, x3)
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
         end
       else
         step = function(ctx, v)
           local list = {}
           for j = 1, nargs do list[j] = args[j](ctx) end
           ctx.at = fat
-          return fn(v, unpack(list, 1, nargs))
+          local r = fn(v, unpack(list, 1, nargs))
+          if type(r) == "string" then
+            if r ~= v then
+              local m = ctx.mem + #r
+              ctx.mem = m
+              if m > ctx.max_memory then charge(ctx, 0) end   -- raises the limit error
+            end
+          elseif r ~= nil then
+            charge_result(ctx, r, v)
+          end
+          return r
         end
       end
       steps[i] = step
@@ -520,7 +646,13 @@ end
 compile_expr = function(self, node, scope, guarded)
   local t = node.t
   if t == "lit" then
-    return const(node.v)
+    local v = node.v
+    if getmetatable(v) == RANGE then
+      -- made per render, so the range carries the render's budget (see values.range)
+      local first, last = v[1], v[2]
+      return function(ctx) return range(first, last, ctx) end
+    end
+    return const(v)
   elseif t == "var" then
     return self:var(node, scope, guarded)
   elseif t == "filtered" then
@@ -534,7 +666,7 @@ compile_expr = function(self, node, scope, guarded)
   elseif t == "range" then
     local a, b = compile_expr(self, node.a, scope, guarded), compile_expr(self, node.b, scope, guarded)
     return function(ctx)
-      return values.range(to_range_bound(a(ctx)), to_range_bound(b(ctx)))
+      return range(to_range_bound(a(ctx)), to_range_bound(b(ctx)), ctx)
     end
   elseif t == "cmp" then
     return self:cmp(node, scope, guarded)
@@ -578,7 +710,7 @@ statements["output"] = function(self, node, scope)
     ctx.out[n] = v
     local size = ctx.size + #v
     ctx.size = size
-    if size > ctx.max_output then limit_error(ctx, "output limit exceeded (" .. ctx.max_output .. " bytes)") end
+    if size > ctx.max_output then output_exceeded(ctx) end
   end
 end
 
@@ -597,12 +729,15 @@ end
 statements["capture"] = function(self, node, scope)
   local body = compile_body(self, node.body, scope)
   local name = node.name
+  local at = self:at(node.pos)
   return function(ctx)
     local out, n = ctx.out, ctx.n
     ctx.out, ctx.n = {}, 0
     local sig = body(ctx)
     local s = concat(ctx.out, "", 1, ctx.n)
     ctx.out, ctx.n = out, n
+    ctx.at = at
+    charge(ctx, #s)
     ctx.locals[name] = s
     return sig
   end
@@ -762,7 +897,7 @@ end
 
 -- The items of a for loop: returns count and a getter item(i) for i in 1..count, after
 -- applying offset/limit (Ruby's slice_collection).
-local function loop_segment(coll, from, limit)
+local function loop_segment(ctx, coll, from, limit)
   local k = kind(coll)
   local len, getter
   if k == "array" then
@@ -776,6 +911,7 @@ local function loop_segment(coll, from, limit)
   elseif k == "hash" then
     local list = values.hash_pairs(coll)
     len = #list
+    charge(ctx, ITEM * len)
     getter = function(i) return list[i] end
   elseif k == "string" then
     if coll == "" then return 0 end
@@ -818,7 +954,7 @@ statements["for"] = function(self, node, scope)
       local l = limit_fn(ctx)
       if l ~= nil and l ~= NULL then limit = number.to_integer(l) end
     end
-    local count, item = loop_segment(coll, from, limit)
+    local count, item = loop_segment(ctx, coll, from, limit)
     ctx.offsets[name] = from + count
     if count == 0 then
       if else_body then return else_body(ctx) end
@@ -827,7 +963,7 @@ statements["for"] = function(self, node, scope)
     local steps = ctx.steps + count
     ctx.steps = steps
     if steps > ctx.max_steps then
-      limit_error(ctx, "loop limit exceeded (" .. ctx.max_steps .. " iterations)")
+      limit_error(ctx, "loop limit exceeded: more than " .. ctx.max_steps .. " iterations (raise with max_iterations)")
     end
     local lv = ctx.lv
     local fl
@@ -885,7 +1021,7 @@ compile_body = function(self, nodes, scope)
         out[k] = item
         local size = ctx.size + #item
         ctx.size = size
-        if size > ctx.max_output then limit_error(ctx, "output limit exceeded (" .. ctx.max_output .. " bytes)") end
+        if size > ctx.max_output then output_exceeded(ctx) end
       else
         local sig = item(ctx)
         if sig then return sig end

@@ -20,6 +20,7 @@ local values = require("customerio.liquid.values")
 
 local setmetatable, tostring, type, tonumber = setmetatable, tostring, type, tonumber
 local floor = math.floor
+local concat = table.concat
 
 local M = {}
 
@@ -27,14 +28,21 @@ local Parser = {}
 Parser.__index = Parser
 
 --- Start parsing `markup`, which begins at byte `base` of the source. `fail(message, pos)`
--- must raise.
+-- must raise. The template parser passes a callable table whose `budget` method is told
+-- how many tokens each markup uses (see `max_tokens`); the budget returns how many may
+-- still be read, so one huge expression stops being scanned as soon as it is too long.
 -- @tparam string markup
 -- @tparam number base absolute byte offset of `markup`'s first byte
--- @tparam function fail
+-- @tparam function|table fail
 -- @treturn table parser
 function M.new(markup, base, fail)
-  local toks, msg, at = lexer.scan(markup)
-  if not toks then fail(msg, base + at - 1) end
+  local budget = type(fail) == "table" and fail.budget
+  local toks, msg, at = lexer.scan(markup, budget and budget(fail))
+  if not toks then
+    if msg == lexer.TOO_MANY then fail.over(fail, base + at - 1) end
+    fail(msg, base + at - 1)
+  end
+  if budget then budget(fail, #toks - 1) end
   return setmetatable({ toks = toks, i = 1, base = base, fail = fail, markup = markup }, Parser)
 end
 
@@ -90,9 +98,11 @@ end
 
 local KEYWORDS = { ["true"] = true, ["false"] = false, ["nil"] = values.null, ["null"] = values.null }
 
--- `.name` and `[expr]` lookups after a variable root.
+-- `.name` and `[expr]` lookups after a variable root. The text is collected in parts and
+-- joined once, so a long path costs linear time.
 function Parser:lookups(text)
   local keys, n = {}, 0
+  local parts, np = { text }, 1
   while true do
     local tok = self.toks[self.i]
     if tok.type == "." then
@@ -100,18 +110,21 @@ function Parser:lookups(text)
       local id = self:expect("id", "a property name")
       n = n + 1
       keys[n] = { v = id.value, dot = true }
-      text = text .. "." .. id.value
+      parts[np + 1], parts[np + 2] = ".", id.value
+      np = np + 2
     elseif tok.type == "[" then
       self.i = self.i + 1
       local e = self:primary()
       self:expect("]", "']'")
       n = n + 1
       if e.t == "lit" then keys[n] = { v = e.v } else keys[n] = { e = e } end
-      text = text .. "[" .. e.text .. "]"
+      parts[np + 1], parts[np + 2], parts[np + 3] = "[", e.text, "]"
+      np = np + 3
     else
       break
     end
   end
+  if np > 1 then text = concat(parts, "", 1, np) end
   return keys, text
 end
 

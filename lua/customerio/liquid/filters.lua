@@ -13,6 +13,7 @@ local number = require("customerio.liquid.number")
 local errors = require("customerio.liquid.errors")
 local text = require("customerio.liquid.text")
 local date = require("customerio.liquid.date")
+local budget = require("customerio.liquid.budget")
 
 local type, tostring, tonumber, setmetatable, getmetatable, pairs =
   type, tostring, tonumber, setmetatable, getmetatable, pairs
@@ -181,6 +182,7 @@ def("size", function(input) return values.size(input) or 0 end)
 local HTML_ESCAPE = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
 
 local function escape_html(s)
+  if not find(s, "[&<>\"']") then return s end
   return (gsub(s, "[&<>\"']", HTML_ESCAPE))
 end
 M.escape_html = escape_html
@@ -310,14 +312,19 @@ def("slice", function(input, offset, length)
   offset = number.to_integer(offset)
   if is_nil(length) then length = 1 else length = number.to_integer(length) end
   local is_array = kind(input) == "array"
-  local items = is_array and input or text.chars(to_s(input))
-  local size = #items
+  local s = not is_array and to_s(input)
+  local ascii = s and not find(s, "[\128-\255]")
+  -- ASCII strings are sliced by bytes; others by their characters
+  local items = is_array and input or (not ascii and text.chars(s))
+  local size = ascii and #s or #items
   if offset < 0 then offset = offset + size end
   if offset < 0 or offset > size or length < 0 then
     return is_array and array({}) or ""
   end
+  local stop = math.min(size, offset + length)
+  if ascii then return sub(s, offset + 1, stop) end
   local out, n = {}, 0
-  for i = offset + 1, math.min(size, offset + length) do
+  for i = offset + 1, stop do
     n = n + 1
     out[n] = items[i]
   end
@@ -383,7 +390,34 @@ local function split(s, sep)
 end
 M.split = split
 
-def("split", function(input, sep) return split(to_s(input), to_s(sep)) end, 1)
+-- Occurrences of plain `pat` (not empty) in `s`, counting no further than `max`.
+local function count_plain(s, pat, max)
+  local n, i = 0, 1
+  while n <= max do
+    local _, e = find(s, pat, i, true)
+    if not e then return n end
+    n = n + 1
+    i = e + 1
+  end
+  return n
+end
+
+-- How many more items or bytes of `size` each fit in the render's budget.
+local function room(ctx, size)
+  return (ctx.max_memory - ctx.mem) / size
+end
+
+-- Strings this long are measured before a filter multiplies them.
+local LARGE = 4096
+
+def("split", function(ctx, input, sep)
+  local s, sp = to_s(input), to_s(sep)
+  if #s > LARGE then
+    local parts = (sp == "" or sp == " ") and #s or count_plain(s, sp, room(ctx, budget.ITEM))
+    budget.check(ctx, budget.ITEM * (parts + 1))
+  end
+  return split(s, sp)
+end, 1, 1, { ctx = true })
 
 local function plain(s) return (gsub(s, "[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
 local function plain_repl(s) return (gsub(s, "%%", "%%%%")) end
@@ -417,9 +451,14 @@ local function replace_last(s, pattern, replacement)
   return sub(s, 1, last - 1) .. replacement .. sub(s, last_e + 1)
 end
 
-def("replace", function(input, pattern, replacement)
-  return replace_all(to_s(input), to_s(pattern), to_s(replacement))
-end, 1, 2)
+def("replace", function(ctx, input, pattern, replacement)
+  local str, pat, with = to_s(input), to_s(pattern), to_s(replacement)
+  if #with > #pat and (#str > LARGE or #with > LARGE) then
+    local count = pat == "" and text.len(str) + 1 or count_plain(str, pat, room(ctx, #with - #pat))
+    budget.check(ctx, #str + count * (#with - #pat))
+  end
+  return replace_all(str, pat, with)
+end, 1, 2, { ctx = true })
 def("replace_first", function(input, pattern, replacement)
   return replace_first(to_s(input), to_s(pattern), to_s(replacement))
 end, 1, 2)
@@ -484,13 +523,20 @@ def("at_most", function(input, n) return clamp(input, n, function(b, x) return b
 -- ---------------------------------------------------------------------------------------
 -- Arrays
 
-def("join", function(input, glue)
+def("join", function(ctx, input, glue)
   if glue == nil then glue = " " else glue = to_s(glue) end
   local list = input_list(input)
-  local parts = {}
-  for i = 1, #list do parts[i] = to_s(list[i]) end
+  local n = #list
+  local parts, size = {}, 0
+  for i = 1, n do
+    local p = to_s(list[i])
+    parts[i] = p
+    size = size + #p
+  end
+  if n > 1 then size = size + (n - 1) * #glue end
+  budget.check(ctx, size)
   return concat(parts, glue)
-end, 0, 1)
+end, 0, 1, { ctx = true })
 
 def("first", function(input)
   local k = kind(input)
@@ -506,21 +552,18 @@ def("first", function(input)
     return array({ keys[1], input[keys[1]] })
   end
   return nil
-end)
+end, 0, 0)
 
 def("last", function(input)
   local k = kind(input)
-  if k == "string" then
-    local chars = text.chars(input)
-    return chars[#chars] or ""
-  end
+  if k == "string" then return text.last_char(input) end
   if k == "array" then return input[#input] end
   if k == "range" then
     if input[2] < input[1] then return nil end
     return input[2]
   end
   return nil
-end)
+end, 0, 0)
 
 def("reverse", function(input)
   local list = input_list(input)

@@ -23,6 +23,7 @@
 -- @module customerio.liquid
 
 local parser = require("customerio.liquid.parser")
+local lexer = require("customerio.liquid.lexer")
 local compiler = require("customerio.liquid.compiler")
 local filters = require("customerio.liquid.filters")
 local values = require("customerio.liquid.values")
@@ -38,10 +39,30 @@ local liquid = {}
 --- JSON null as seen by templates.
 liquid.null = values.null
 
---- Default limit on loop iterations per render.
+--- Limits. Every parse and render is bounded in memory and CPU, so a template from an
+-- untrusted source (a preview endpoint) cannot exhaust the host. Each limit is an option of
+-- the same name in lower case (`liquid.parse(src, { max_template_size = ... })`,
+-- `tpl:render(ctx, { max_memory = ... })`); raise the defaults here for all templates.
+-- Passing a limit fails with an error of kind `"limit"` naming the option, with the line and
+-- column where the limit was hit.
+-- @section limits
+
+--- Default limit on template source bytes (1 MiB), checked before parsing.
+liquid.MAX_TEMPLATE_SIZE = 1024 * 1024
+--- Default limit on tokens per template (100 000): text runs, tags, outputs and every
+-- word, number, string and punctuation inside tags. Parsing time and memory grow with it.
+liquid.MAX_TOKENS = 100000
+--- Default limit on loop iterations per render (100 000, all loops together). Ranges are
+-- never materialised by a loop: `for i in (1..1000000000)` stops at this limit.
 liquid.MAX_ITERATIONS = 100000
 --- Default limit on output bytes per render (5 MiB).
 liquid.MAX_OUTPUT = 5 * 1024 * 1024
+--- Default memory budget per render (32 MiB): the bytes of every string a template builds
+-- (`assign` and `capture` values, results of filters such as `append`, `replace`, `join`,
+-- `split`) plus 16 bytes per item of every array it builds (filter results, ranges expanded
+-- by a filter), counted as they are made, whether or not they are kept. A filter whose
+-- result would pass the budget (`(1..1000000000000) | join`) is refused before it is built.
+liquid.MAX_MEMORY = 32 * 1024 * 1024
 
 --- All filters known to templates (standard + Customer.io); name → spec.
 liquid.filters = {}
@@ -98,7 +119,8 @@ end
 -- @tparam string source the Liquid text
 -- @tparam[opt] table opts `strict` (an unknown filter is an error), `filters` (extra
 --   filters for this template: name → function or spec), `error_mode = "strict2"` (Shopify's
---   strictest parser: a `when` must list only values)
+--   strictest parser: a `when` must list only values), `max_template_size` (bytes, default
+--   `liquid.MAX_TEMPLATE_SIZE`), `max_tokens` (default `liquid.MAX_TOKENS`)
 -- @treturn[1] Template
 -- @treturn[2] nil
 -- @treturn[2] table error `{kind, message, line, column}`
@@ -107,12 +129,22 @@ function liquid.parse(source, opts)
     return nil, errors.new("argument", "template source must be a string, got " .. type(source))
   end
   opts = opts or {}
+  local max_size = opts.max_template_size or liquid.MAX_TEMPLATE_SIZE
+  if #source > max_size then
+    local line, col = lexer.locator(source:sub(1, max_size + 1))(max_size + 1)
+    return nil, errors.new("limit", "template limit exceeded: " .. #source .. " bytes, more than " .. max_size
+      .. " (raise with max_template_size)", line, col)
+  end
+  if opts.max_tokens == nil then
+    opts = setmetatable({ max_tokens = liquid.MAX_TOKENS }, { __index = opts })
+  end
   local ok, doc = pcall(parser.parse, source, opts)
   if not ok then return nil, normalize(doc) end
   local fn, info
   ok, fn, info = pcall(compiler.compile, doc, filter_table(opts.filters), opts)
   if not ok then return nil, normalize(fn) end
-  return setmetatable({ source = source, doc = doc, fn = fn, info = info, strict = opts.strict }, Template)
+  -- the tree is not kept (it is as large as the compiled template); `variables` parses again
+  return setmetatable({ source = source, opts = opts, fn = fn, info = info, strict = opts.strict }, Template)
 end
 
 --- Render with a context table.
@@ -121,6 +153,8 @@ end
 --   `strict` (undefined variables and filters are errors; default: the parse option),
 --   `max_iterations` (loop iterations, default `liquid.MAX_ITERATIONS`),
 --   `max_output` (bytes, default `liquid.MAX_OUTPUT`),
+--   `max_memory` (bytes of strings and arrays the template builds, default
+--   `liquid.MAX_MEMORY`),
 --   `now` (Unix seconds used for `'now'`, default `os.time()`),
 --   `timezone` (default zone of the `date` filter, default UTC),
 --   `placeholders` (URLs for Customer.io tags, see `customerio.liquid.cio`)
@@ -146,6 +180,8 @@ function Template:render(context, opts)
     steps = 0,
     max_steps = opts.max_iterations or liquid.MAX_ITERATIONS,
     max_output = opts.max_output or liquid.MAX_OUTPUT,
+    mem = 0,
+    max_memory = opts.max_memory or liquid.MAX_MEMORY,
     strict = strict and true or false,
     report = report,
     seen = {},
@@ -173,7 +209,7 @@ end
 -- @treturn table array of paths
 -- @treturn table details: `{ {path, root, line, column, guarded}... }` for every reference
 function Template:variables()
-  return analysis.variables(self.doc)
+  return analysis.variables(parser.parse(self.source, self.opts))
 end
 
 --- Parse and render in one call.

@@ -14,16 +14,23 @@ local M = {}
 
 local CLOSE_CURLY, PERCENT = 125, 37
 
+--- The message `scan` returns when a markup has more tokens than allowed.
+M.TOO_MANY = "too many tokens"
+
 --- Split a template into tokens.
 -- Each token is `{ kind = "text" | "tag" | "output", s = token_text, pos = byte_offset }`.
 -- An output whose `}}` is missing yields an `output` token that does not end in `}}`; the
 -- parser reports it.
 -- @tparam string source
+-- @tparam[opt] number max most tokens to read
 -- @treturn table array of tokens
-function M.tokenize(source)
+-- @treturn number|nil byte offset of the first token past `max`, when there is one
+function M.tokenize(source, max)
   local tokens, n = {}, 0
   local pos, len = 1, #source
+  max = max or math.huge
   while pos <= len do
+    if n >= max then return tokens, pos end
     local start = find(source, "{[{%%]", pos)
     if start ~= pos then
       local stop = start and start - 1 or len
@@ -132,15 +139,19 @@ local SINGLE = {
 -- `number`, `string` (value without quotes), `cmp` (`== != <> < > <= >= contains`), `.`,
 -- `..`, `|`, `:`, `,`, `[`, `]`, `(`, `)`, `?`, `-`, and a final `eos`.
 -- @tparam string s the markup
+-- @tparam[opt] number max most tokens to read (without `eos`); past it `scan` returns
+--   `nil, lexer.TOO_MANY, offset`
 -- @treturn table|nil tokens
 -- @treturn string error message
 -- @treturn number byte offset of the error in `s`
-function M.scan(s)
+function M.scan(s, max)
   local toks, n = {}, 0
   local pos = 1
+  max = max or math.huge
   while true do
     pos = find(s, "[^%s]", pos)
     if not pos then break end
+    if n >= max then return nil, M.TOO_MANY, pos end
     local c = byte(s, pos)
     local single = SINGLE[c]
     if single then

@@ -14,7 +14,7 @@
 local errors = require("customerio.liquid.errors")
 
 local type, tonumber, tostring, setmetatable, getmetatable = type, tonumber, tostring, setmetatable, getmetatable
-local floor, ceil, abs, max, huge = math.floor, math.ceil, math.abs, math.max, math.huge
+local floor, ceil, abs, max, huge, fmod = math.floor, math.ceil, math.abs, math.max, math.huge, math.fmod
 local format, find, match, sub, rep, byte, gsub = string.format, string.find, string.match, string.sub,
   string.rep, string.byte, string.gsub
 local math_type = math.type          -- nil on LuaJIT / 5.1
@@ -106,11 +106,45 @@ local function shortest_digits(x)
   return digits, tonumber(exp) + 1
 end
 
+-- Powers of ten up to 10^22 (exact doubles).
+local POW10 = {}
+for i = 0, 22 do POW10[i] = 10 ^ i end
+
+-- The fewest decimals d (and the integer x * 10^d) for which x is the double nearest
+-- to a decimal of at most 15 significant digits, found by arithmetic alone; nil when there
+-- is none (the caller then formats). When integer / 10^d == x (exact operands, correctly
+-- rounded division) that decimal reads back as x; trying d upwards gives the shortest, the
+-- one `%.15g` prints.
+-- A pipeline (`times: q | round: 2`, then the output) asks about the same value several
+-- times in a row: the last answer is remembered.
+local memo_x, memo_d, memo_m
+local function short_decimal(x)
+  if x == memo_x then return memo_d, memo_m end
+  local ax = x < 0 and -x or x
+  if ax < 1e-4 or ax >= 1e15 then return nil end
+  for d = 1, 15 do
+    local p = POW10[d]
+    local m = floor(ax * p + 0.5)
+    if m >= 1e15 then return nil end
+    if m / p == ax then
+      memo_x, memo_d, memo_m = x, d, m
+      return d, m
+    end
+  end
+  return nil
+end
+
+-- "%.1f" .. "%.15f": a float printed with exactly its shortest decimals.
+local FIXED = {}
+for d = 1, 15 do FIXED[d] = "%." .. d .. "f" end
+
 --- Ruby's `Float#to_s`: shortest round-trip digits, `5.0`, `1.0e+16`, `1.0e-05`.
 -- @tparam number x
 -- @treturn string
 function M.float_repr(x)
   -- fast path: typical values print in fixed notation with at most 15 significant digits
+  local d = short_decimal(x)
+  if d then return format(FIXED[d], x) end
   local ax = x < 0 and -x or x
   if ax >= 1e-4 and ax < 1e15 then
     local s = format("%.15g", x)
@@ -154,21 +188,33 @@ local function int_repr(x)
   return format("%.0f", x)
 end
 
+-- The text of small integers, looked up rather than formatted.
+local SMALL = {}
+for i = -1, 1023 do SMALL[i] = format("%d", i) end
+
 --- The output text of a Liquid number (`5`, `5.0`, `2.857142857142857`).
 -- @param v a Liquid number
 -- @treturn string
+
 function M.to_s(v)
   if type(v) == "table" then return M.float_repr(v[1]) end
+  if math_type then
+    if math_type(v) == "integer" then return SMALL[v] or tostring(v) end
+    return M.float_repr(v)
+  end
   if raw_is_float(v) then return M.float_repr(v) end
-  return int_repr(v)
+  return SMALL[v] or int_repr(v)
 end
 
 --- Number of decimals in a float's shortest decimal form, or nil when it needs an exponent.
 local function decimals(x)
   if x == floor(x) then
-    if abs(x) < TWO53 then return 0 end
+    if x > -TWO53 and x < TWO53 then return 0 end
     return nil
   end
+  if x ~= x then return nil end
+  local d = short_decimal(x)
+  if d then return d end
   local s = format("%.15g", x)
   if tonumber(s) == x then
     if find(s, "e", 1, true) then return nil end
@@ -207,19 +253,24 @@ local function zero_division()
 end
 
 -- Exact decimal arithmetic on scaled integers; nil when the operands do not fit.
-local function decimal_op(op, x, y)
-  local dx, dy = decimals(x), decimals(y)
+local function decimal_op(op, x, xf, y, yf)
+  -- an integer operand has no decimals
+  local dx, dy = 0, 0
+  if xf or x <= -TWO53 or x >= TWO53 then dx = decimals(x) end
+  if yf or y <= -TWO53 or y >= TWO53 then dy = decimals(y) end
   if not dx or not dy then return nil end
   if op == "*" then
-    local ix, iy = floor(x * 10 ^ dx + 0.5), floor(y * 10 ^ dy + 0.5)
-    if x < 0 then ix = -floor(-x * 10 ^ dx + 0.5) end
-    if y < 0 then iy = -floor(-y * 10 ^ dy + 0.5) end
+    if dx + dy > 22 then return nil end
+    local px, py = POW10[dx], POW10[dy]
+    local ix, iy = floor(x * px + 0.5), floor(y * py + 0.5)
+    if x < 0 then ix = -floor(-x * px + 0.5) end
+    if y < 0 then iy = -floor(-y * py + 0.5) end
     local p = ix * iy
-    if abs(p) >= TWO53 or dx + dy > 22 then return nil end
-    return p / 10 ^ (dx + dy)
+    if abs(p) >= TWO53 then return nil end
+    return p / POW10[dx + dy]
   end
   local s = max(dx, dy)
-  local scale = 10 ^ s
+  local scale = POW10[s] or 10 ^ s
   if abs(x) * scale >= TWO53 or abs(y) * scale >= TWO53 then return nil end
   local ix = x < 0 and -floor(-x * scale + 0.5) or floor(x * scale + 0.5)
   local iy = y < 0 and -floor(-y * scale + 0.5) or floor(y * scale + 0.5)
@@ -252,7 +303,7 @@ function M.arith(op, a, b)
     return M.float(x / y)
   end
   if op == "%" and y == 0 then zero_division() end
-  local r = decimal_op(op, x, y)
+  local r = decimal_op(op, x, xf, y, yf)
   if r == nil then
     if op == "+" then r = x + y
     elseif op == "-" then r = x - y
@@ -283,6 +334,20 @@ end
 function M.round_decimal(x, n)
   if x ~= x or x == huge or x == -huge or x == 0 then return x end
   local neg = x < 0
+  if n >= 0 and n <= 15 and x ~= floor(x) then
+    -- fast path on the scaled integer of the shortest form (same digits, same rounding)
+    local d, m = short_decimal(x)
+    if d then
+      if d <= n then return x end
+      local q = POW10[d - n]
+      local a = m + q / 2
+      local r = (a - fmod(a, q)) / q
+      if r == 0 then return 0 end
+      r = r / POW10[n]
+      if neg then r = -r end
+      return r
+    end
+  end
   local digits, decpt = shortest_digits(abs(x))
   local keep = decpt + n            -- how many leading digits survive
   if keep < 0 then return 0 end

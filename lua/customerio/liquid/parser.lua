@@ -41,9 +41,29 @@ function Parser:fail(message, pos)
   errors.raise("syntax", message, line, col)
 end
 
+local function limit_message(max)
+  return "template limit exceeded: more than " .. max .. " tokens (raise with max_tokens)"
+end
+
+-- What expressions are given to report errors and count their tokens against
+-- `max_tokens` (see `expression.new`): one per parse, callable as `fail(message, pos)`.
+local Failer = {
+  __call = function(f, message, pos) f.parser:fail(message, pos) end,
+}
+Failer.__index = Failer
+function Failer.budget(f, used)
+  local p = f.parser
+  if used then p.tokens_left = p.tokens_left - used end
+  return p.tokens_left
+end
+function Failer.over(f, pos)
+  local p = f.parser
+  local line, col = p.locate(pos or 1)
+  errors.raise("limit", limit_message(p.max_tokens), line, col)
+end
+
 function Parser:failer()
-  local p = self
-  return function(message, pos) p:fail(message, pos) end
+  return self.failer_obj
 end
 
 --- Next token of a stream (document tokens or `{% liquid %}` lines).
@@ -55,7 +75,13 @@ function Parser:next(stream)
   end
   local i = self.ti + 1
   self.ti = i
-  return self.tokens[i]
+  local tok = self.tokens[i]
+  if tok then
+    local left = self.tokens_left - 1
+    self.tokens_left = left
+    if left < 0 then self.failer_obj:over(tok.pos) end
+  end
+  return tok
 end
 
 -- Split a `{% name markup %}` token: name, markup, absolute offset of markup.
@@ -310,20 +336,29 @@ end
 
 --- Parse `source` into a document node.
 -- @tparam string source
--- @tparam[opt] table opts parse options (kept on the parser for tags that need them)
+-- @tparam[opt] table opts parse options (kept on the parser for tags that need them);
+--   `max_tokens` bounds the template's tokens (text runs, tags, outputs and the tokens of
+--   every expression), raising a `limit` error past it
 -- @treturn table `{ t = "document", body = nodes, slots = n }`
 function M.parse(source, opts)
+  opts = opts or {}
+  local max_tokens = opts.max_tokens or math.huge
+  local tokens, over = lexer.tokenize(source, max_tokens)
   local p = setmetatable({
     source = source,
-    tokens = lexer.tokenize(source),
+    tokens = tokens,
     ti = 0,
     trim = false,
     depth = 0,
     slots = 0,
     locate = lexer.locator(source),
-    opts = opts or {},
+    opts = opts,
     last_pos = 1,
+    max_tokens = max_tokens,
+    tokens_left = max_tokens,
   }, Parser)
+  p.failer_obj = setmetatable({ parser = p }, Failer)
+  if over then p.failer_obj:over(over) end
   local stream = { liquid = false }
   local body, _, name, _, _, pos = p:parse_body(stream)
   if name ~= nil then p:unexpected(name, nil, pos) end

@@ -63,6 +63,18 @@ function M.sub(s, i, count)
   return sub(s, first, last)
 end
 
+--- The last UTF-8 character of `s` ("" when empty).
+-- @tparam string s
+-- @treturn string
+function M.last_char(s)
+  local stop = #s
+  for i = stop, 1, -1 do
+    local c = byte(s, i)
+    if c < 0x80 or c >= 0xC0 then return sub(s, i, stop) end
+  end
+  return ""
+end
+
 --- Strip Ruby whitespace (and NUL) from both ends.
 -- @tparam string s
 -- @treturn string

@@ -12,6 +12,7 @@
 local number = require("customerio.liquid.number")
 local errors = require("customerio.liquid.errors")
 local text = require("customerio.liquid.text")
+local budget = require("customerio.liquid.budget")
 
 local type, pairs, tostring, getmetatable, setmetatable, rawget, next, pcall, require =
   type, pairs, tostring, getmetatable, setmetatable, rawget, next, pcall, require
@@ -63,9 +64,11 @@ end
 --- Make a range value.
 -- @tparam number first
 -- @tparam number last
+-- @tparam[opt] table ctx the render context whose memory budget pays when the range is
+--   expanded into an array (`elements`)
 -- @treturn table
-function M.range(first, last)
-  return setmetatable({ first, last }, RANGE)
+function M.range(first, last, ctx)
+  return setmetatable({ first, last, ctx = ctx }, RANGE)
 end
 
 --- True when `v` is nil or JSON null.
@@ -181,6 +184,8 @@ end
 -- @treturn table
 function M.elements(v)
   if getmetatable(v) == RANGE then
+    local count = v[2] - v[1] + 1
+    if count > 0 and v.ctx then budget.charge(v.ctx, budget.ITEM * count) end
     local out, n = {}, 0
     for i = v[1], v[2] do n = n + 1; out[n] = i end
     return out
