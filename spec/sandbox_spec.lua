@@ -28,42 +28,13 @@ local function in_process(opts)
 end
 
 -- Over HTTP: one nginx for the file, reset and configured before each test.
-local http_port, http_prefix
-
--- os.execute returns true on 5.2+ and 0 on 5.1/LuaJIT when the command succeeds.
-local function succeeded(a, _, c)
-  return a == true or a == 0 or (a and c == 0)
-end
-
-local function start_http()
-  if http_port then return end
-  http_prefix = assert(io.popen("mktemp -d /tmp/cio-sbspec.XXXXXX")):read("*l")
-  for _ = 1, 20 do
-    local port = math.random(20000, 60000)
-    if succeeded(os.execute("sh tools/sandbox --daemon " .. port .. " " .. http_prefix .. " 2>/dev/null")) then
-      -- Wait until it answers (nginx daemonizes before the worker accepts).
-      local probe = Client.new({ base_url = "http://127.0.0.1:" .. port, user_agent = "spec", retry = false, timeout = 500 })
-      for _ = 1, 50 do
-        local res, err = probe:request("GET", "/__sandbox/outbox")
-        if res or (err and err.status) then http_port = port; break end
-        core.sleep_ms(100)
-      end
-      if http_port then break end
-      os.execute("sh tools/sandbox --stop " .. http_prefix)
-    end
-  end
-  assert(http_port, "could not start the sandbox over HTTP")
-end
+local sandbox_http = require("support.sandbox_http")
+local http
 
 local function over_http(opts)
-  start_http()
-  local base = "http://127.0.0.1:" .. http_port
-  local control = Client.new({ base_url = base .. "/__sandbox", user_agent = "spec", retry = false })
-  local function call(method, path, body)
-    local res, err = control:request(method, path, { body = body })
-    if not res and err.status ~= 404 then error(tostring(err), 2) end
-    return res
-  end
+  http = http or sandbox_http.start()
+  local base = http.base
+  local call = http.control
   call("POST", "reset", {})
   opts = opts or {}
   call("POST", "config", { site_id = opts.site_id, api_key = opts.api_key, app_key = opts.app_key,
@@ -578,9 +549,6 @@ describe("sandbox over HTTP", function()
   behaviours(over_http)
 
   teardown(function()
-    if http_prefix then
-      os.execute("sh tools/sandbox --stop " .. http_prefix)
-      os.execute("rm -rf " .. http_prefix)
-    end
+    if http then http.stop() end
   end)
 end)

@@ -435,4 +435,4 @@ route("POST", "/v1/customers/attributes", function(sb, ctx)
   return 200, { customers = list }
 end)
 
-return { routes = routes }
+return { routes = routes, PARTS = PARTS }
