@@ -27,6 +27,7 @@ main { max-width: 1180px; margin: 0 auto; padding: 20px 24px 48px; }
 h1 { font-size: 22px; margin: 4px 0 16px; font-weight: 650; }
 h2 { font-size: 16px; margin: 26px 0 10px; font-weight: 650; }
 .muted, .empty { color: var(--muted); }
+.panel > h2:first-child { margin-top: 0; }
 .panel { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 16px 18px; }
 table.list { width: 100%; border-collapse: collapse; background: var(--panel);
   border: 1px solid var(--line); border-radius: 8px; overflow: hidden; }

@@ -68,12 +68,12 @@ function M.list(sb, ctx)
   for i = #sb.removed, 1, -1 do
     local r = sb.removed[i]
     if matches(r.person, q) then
-      removed[#removed + 1] = { esc(label(r.person)), removal(sb, r.person), html.time(r.at) }
+      removed[#removed + 1] = { esc(label(r.person)), esc(r.person.email or "—"), removal(sb, r.person), html.time(r.at) }
       rlinks[#rlinks + 1] = "/people/cio_" .. url(r.person.cio_id)
     end
   end
   if #removed > 0 then
-    body[#body + 1] = "<h2>Removed</h2>" .. html.table({ "Person", "State", "When (UTC)" }, removed, nil, rlinks)
+    body[#body + 1] = "<h2>Removed</h2>" .. html.table({ "Person", "email", "State", "When (UTC)" }, removed, nil, rlinks)
   end
   local suppressed = html.sorted_keys(sb.state.suppressed)
   if #suppressed > 0 then
