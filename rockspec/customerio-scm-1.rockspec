@@ -46,6 +46,12 @@ build = {
     ["customerio.app"] = "lua/customerio/app.lua",
     ["customerio.async"] = "lua/customerio/async.lua",
     ["customerio.check"] = "lua/customerio/check.lua",
+    ["customerio.cli.import"] = "lua/customerio/cli/import.lua",
+    ["customerio.cli"] = "lua/customerio/cli/init.lua",
+    ["customerio.cli.preview"] = "lua/customerio/cli/preview.lua",
+    ["customerio.cli.rows"] = "lua/customerio/cli/rows.lua",
+    ["customerio.cli.sandbox"] = "lua/customerio/cli/sandbox.lua",
+    ["customerio.cli.send"] = "lua/customerio/cli/send.lua",
     ["customerio.client"] = "lua/customerio/client.lua",
     ["customerio.endpoints"] = "lua/customerio/endpoints.lua",
     ["customerio.errors"] = "lua/customerio/errors.lua",
@@ -95,5 +101,9 @@ build = {
     ["customerio.transport.ngx"] = "lua/customerio/transport/ngx.lua",
     ["customerio.url"] = "lua/customerio/url.lua",
     ["customerio.webhooks"] = "lua/customerio/webhooks.lua",
+  },
+  -- The command line (customerio.cli): import, preview, send-email, trigger-broadcast, sandbox.
+  install = {
+    bin = { customerio = "bin/customerio" },
   },
 }
