@@ -200,6 +200,43 @@ describe("sandbox web inbox in headless chromium", function()
     assert.is_nil(detail:find("track-secret-key", 1, true))
   end)
 
+  it("previews a template with sample message_data and lists customerio.preview's problems", function()
+    local function post(url, fields, origin)
+      local args = {}
+      for k, v in pairs(fields) do args[#args + 1] = "--data-urlencode " .. shell_quote(k .. "=" .. v) end
+      if origin then args[#args + 1] = "-H " .. shell_quote("Origin: " .. origin) end
+      local p = assert(io.popen("curl -s -w '\n%{http_code}' " .. table.concat(args, " ") .. " "
+        .. shell_quote(h.base .. url)))
+      local out = p:read("*a")
+      p:close()
+      local body, status = out:match("^(.*)\n(%d+)$")
+      return tonumber(status), body
+    end
+    local id = get("/templates"):match('<tr data%-href="/templates/(%d+)"><td><a href="/templates/%d+">%d+</a></td>'
+      .. "<td>order_shipped")
+    assert.is_not_nil(id)
+    assert.matches('<input type="text" id="f-title" name="title" value="Order {{ trigger.order_id }} shipped">',
+      get("/templates/" .. id), 1, true)
+    local status, page = post("/templates/" .. id, { action = "preview", title = "Order {{ data.order_id }}",
+      message = "It arrives {{ trigger.eta }}.", message_data = '{"eta": "today", "order_id": 7}', customer = "{}" })
+    assert.are.equal(200, status)
+    assert.matches("1 problem(s)", page, 1, true)
+    assert.matches("title, line 1, column 10 · data_reference", page, 1, true)
+    assert.matches("<h2>message</h2><pre>It arrives today.</pre>", page, 1, true)
+    -- Saved, the next push uses the new parts.
+    status = post("/templates/" .. id, { action = "save", title = "Shipped: {{ trigger.order_id }}",
+      message = "Soon." })
+    assert.are.equal(200, status)
+    local api = require("customerio").APIClient.new("k", { url = h.base .. "/v1", retry = false })
+    local sent = assert(api:send_push({ transactional_message_id = "order_shipped", identifiers = { id = "bob" },
+      message_data = { order_id = "B-2" } }))
+    assert.matches('<div class="title">Shipped: B-2</div><div>Soon.</div>', get("/messages/" .. sent.delivery_id), 1, true)
+    -- A form posted from another site changes nothing.
+    status = post("/templates/" .. id, { action = "save", title = "evil", message = "evil" }, "http://evil.example")
+    assert.are.equal(403, status)
+    assert.is_nil(get("/templates/" .. id):find("evil", 1, true))
+  end)
+
   it("saves screenshots of the main pages when CIO_SCREENSHOTS names a directory", function()
     local dir = os.getenv("CIO_SCREENSHOTS")
     if not dir or dir == "" then return pending("set CIO_SCREENSHOTS=docs/img to refresh the README's screenshots") end

@@ -267,7 +267,7 @@ end
 -- Requests received ---------------------------------------------------------------------
 
 --- How many requests `sb.requests` keeps (the oldest are forgotten).
-sandbox.MAX_REQUESTS = 1000
+sandbox.MAX_REQUESTS = 500
 --- How much of a request or response body `sb.requests` keeps.
 sandbox.MAX_BODY = 64 * 1024
 

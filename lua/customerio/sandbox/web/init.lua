@@ -51,7 +51,7 @@ local function counts(sb)
   }
 end
 
-local function layout(sb, section, title, body)
+local function layout(sb, section, title, body, static)
   local n = counts(sb)
   local nav = { '<nav id="nav">' }
   for _, item in ipairs(NAV) do
@@ -64,9 +64,9 @@ local function layout(sb, section, title, body)
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
     "<title>", esc(title), " · Customer.io sandbox</title>",
     '<link rel="stylesheet" href="/assets/inbox.css"><script src="/assets/inbox.js" defer></script></head>',
-    -- A form being edited must not be replaced by a refresh: the templates pages stay static.
+    -- Pages that do not change (a message) or hold a form (templates) are not refreshed.
     '<body data-version="', esc(sb.version), '" data-section="', esc(section), '"',
-    section == "templates" and " data-static" or "", ">",
+    (static or section == "templates") and " data-static" or "", ">",
     '<header class="top"><a class="brand" href="/">Customer.io sandbox</a>', table.concat(nav),
     '<span class="live" id="live">live</span></header>',
     '<main id="main">', body, "</main></body></html>\n",
@@ -143,7 +143,7 @@ function M.handle(sb, req)
       if out == nil then return not_found(sb, "Nothing at " .. req.path) end
       if out.raw then return out.raw end
       if req.method == "POST" then sb.version = sb.version + 1 end
-      return page(out.status or 200, layout(sb, route[2], out.title, out.body))
+      return page(out.status or 200, layout(sb, route[2], out.title, out.body, out.static))
     end
   end
   return not_found(sb, "Nothing at " .. req.path .. ". The API is under /api/ and /v1/, the control API under /__sandbox/.")

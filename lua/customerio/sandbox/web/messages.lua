@@ -179,7 +179,8 @@ function M.show(sb, ctx)
   end
   if m then body[#body + 1] = preview(m, d) end
   body[#body + 1] = "<h2>message_data</h2>" .. html.pre_json(d.message_data)
-  return { title = "Message " .. d.id, body = table.concat(body) }
+  -- A delivery does not change once made: no refresh (which would reload the iframe).
+  return { title = "Message " .. d.id, body = table.concat(body), static = true }
 end
 
 --- `/messages/<delivery_id>/html`: the HTML part alone, for the sandboxed iframe.
