@@ -269,8 +269,32 @@ describe("bin/customerio", function()
   end)
 
   describe("sandbox", function()
-    it("finds tools/sandbox in a checkout", function()
-      assert.is_not_nil(require("customerio.cli.sandbox").script())
+    it("starts the sandbox and prints the inbox URL", function()
+      local started
+      for _ = 1, 5 do
+        local port = math.random(20000, 60000)
+        os.remove(dir .. "/sb.out")
+        -- Its own process group, so that the spec can stop it (nginx included) by that id.
+        os.execute("setsid sh -c 'echo $$ >" .. dir .. "/sb.pid; exec " .. interpreter .. " bin/customerio sandbox --port "
+          .. port .. " >" .. dir .. "/sb.out 2>&1' &")
+        local Client = require("customerio.client")
+        local probe = Client.new({ base_url = "http://127.0.0.1:" .. port, retry = false, timeout = 500 })
+        for _ = 1, 100 do
+          local res = probe:request("GET", "/__sandbox/version")
+          if res then started = port; break end
+          local out = io.open(dir .. "/sb.out") and read(dir .. "/sb.out") or ""
+          if out:find("Address already in use", 1, true) then break end
+          require("customerio.core").sleep_ms(100)
+        end
+        local pid = tonumber((read(dir .. "/sb.pid"):match("%d+")))
+        local out = read(dir .. "/sb.out")
+        os.execute("kill -TERM -" .. pid .. " 2>/dev/null")
+        if started then
+          assert.matches("Inbox: http://127.0.0.1:" .. port .. "/", out, 1, true)
+          break
+        end
+      end
+      assert.is_not_nil(started, "customerio sandbox did not start")
     end)
   end)
 end)

@@ -1,5 +1,5 @@
 --- `customerio sandbox`: start the local Customer.io sandbox (tools/sandbox: nginx with the
--- Lua module) and print the URL of its web inbox.
+-- Lua module), which prints the URL of its web inbox.
 -- @module customerio.cli.sandbox
 local cli = require("customerio.cli")
 
@@ -37,8 +37,6 @@ function M.run(args, env)
       "(make sandbox)\n")
     return 1
   end
-  env.stdout:write(string.format("Inbox: http://127.0.0.1:%d/\n", port))
-  env.stdout:flush()
   local a, _, c = os.execute(string.format("sh '%s' %d", script:gsub("'", "'\\''"), port))
   return (a == true or a == 0 or c == 0) and 0 or 1
 end
