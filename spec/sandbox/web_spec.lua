@@ -223,6 +223,10 @@ describe("sandbox web inbox in headless chromium", function()
     assert.matches("1 problem(s)", page, 1, true)
     assert.matches("title, line 1, column 10 · data_reference", page, 1, true)
     assert.matches("<h2>message</h2><pre>It arrives today.</pre>", page, 1, true)
+    -- A GET with message_data previews the saved template.
+    page = get("/templates/" .. id .. "?message_data=%7B%22order_id%22%3A5%7D")
+    assert.matches("<h2>title</h2><pre>Order 5 shipped</pre>", page, 1, true)
+    assert.matches("message, line 1, column 15 · missing_variable", page, 1, true)
     -- Saved, the next push uses the new parts.
     status = post("/templates/" .. id, { action = "save", title = "Shipped: {{ trigger.order_id }}",
       message = "Soon." })
@@ -244,6 +248,8 @@ describe("sandbox web inbox in headless chromium", function()
       { "inbox-messages.png", "/" }, { "inbox-email.png", "/messages/" .. ids.reset },
       { "inbox-failure.png", "/messages/" .. ids.failed }, { "inbox-person.png", "/people/ada" },
       { "inbox-broadcast.png", "/broadcasts/42" }, { "inbox-requests.png", "/requests" },
+      { "inbox-template.png", "/templates/" .. ids.reset_template
+        .. "?message_data=%7B%22expiry_hours%22%3A24%7D&customer=%7B%22first_name%22%3A%22Ada%22%7D" },
     }
     for _, p in ipairs(pages) do
       local path = dir .. "/" .. p[1]

@@ -36,11 +36,11 @@ function M.run(h)
   c("POST", "segments", { id = 2, name = "High value",
     filter = { attribute = { field = "total_revenue", operator = "gt", value = 500 } } })
   c("POST", "segments", { id = 3, name = "Beta testers", manual = true })
-  c("POST", "transactional", { id = "password_reset", template = {
+  local reset_template = c("POST", "transactional", { id = "password_reset", template = {
     from = "Example <help@example.com>", subject = "Reset your password",
     body = M.RESET_BODY,
     body_plain = "Hi {{ customer.first_name | default: 'there' }}, reset it here: {{ trigger.reset_url }}",
-  } })
+  } }).id
   c("POST", "transactional", { id = "welcome", template = {
     from = "Example <hello@example.com>", subject = "Welcome, {{ customer.first_name }} " .. M.SCRIPT,
     body = "<title>Welcome</title><p>Welcome aboard, {{ customer.first_name }}!</p>" .. M.SCRIPT,
@@ -67,7 +67,7 @@ function M.run(h)
   ok(track:destroy("temp"))
   ok(track:add_customers_to_segment(3, { "bob" }))
 
-  local out = {}
+  local out = { reset_template = reset_template }
   out.reset = ok(api:send_email({ to = "ada@example.com", transactional_message_id = "password_reset",
     identifiers = { id = "ada" },
     message_data = { reset_url = "https://app.example.com/reset/abc123", expiry_hours = 24 } })).delivery_id

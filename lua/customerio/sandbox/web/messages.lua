@@ -73,8 +73,14 @@ function M.list(sb, ctx)
     local d = sb.delivery_list[i]
     if not want or want == "" or d.status == want then
       local m = message_of(sb, d.id)
-      rows[#rows + 1] = { html.time(d.created_at), esc(d.type), recipient(sb, d, m), (source_of(sb, d)),
-        headline(d, m), html.badge(d.status) }
+      local subject = headline(d, m)
+      if not m and d.error then
+        local first = M.problems(d.error)[1]
+        subject = '<span class="muted">' .. esc(first and ((first.part and (first.part .. ": ") or "") .. first.message)
+          or d.error) .. "</span>"
+      end
+      rows[#rows + 1] = { html.time(d.created_at), esc(d.type), recipient(sb, d, m), (source_of(sb, d)), subject,
+        html.badge(d.status) }
       links[#links + 1] = "/messages/" .. url(d.id)
     end
   end

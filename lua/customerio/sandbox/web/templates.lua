@@ -70,13 +70,16 @@ local function results(sb, t, parts, form)
   return table.concat(out)
 end
 
---- `/templates/<id>`: GET shows the form; POST `action=preview` renders it, `action=save`
--- stores the parts into the template (the next send uses them).
+--- `/templates/<id>`: GET shows the form (with `?message_data=` also the preview of the saved
+-- template); POST `action=preview` renders the posted parts, `action=save` stores them into
+-- the template (the next send uses them).
 function M.show(sb, ctx)
   local t = sb.transactional[ctx.arg]
   if not t and ctx.arg then t = sb.transactional_by_name[ctx.arg:lower()] end
   if not t then return nil end
-  local form = ctx.method == "POST" and ctx.form or {}
+  -- GET ?message_data=...&customer=... previews the saved template (a link to share).
+  local form = ctx.method == "POST" and ctx.form or ctx.query
+  local previewing = ctx.method == "POST" or form.message_data ~= nil
   local names = PARTS[t.type] or {}
   local parts = {}
   for _, name in ipairs(names) do
@@ -113,7 +116,7 @@ function M.show(sb, ctx)
     '<textarea id="f-customer" name="customer" rows="4">', esc(form.customer or '{\n  "id": "42"\n}'), "</textarea>",
     '<div class="actions"><button type="submit" name="action" value="preview">Preview</button>',
     '<button type="submit" name="action" value="save" class="secondary">Save template</button></div></form>',
-    "<div>", ctx.method == "POST" and results(sb, t, parts, form)
+    "<div>", previewing and results(sb, t, parts, form)
       or '<p class="muted">Preview renders every part with customerio.preview and lists what would make the '
       .. "message fail at Customer.io: missing variables, <code>data.x</code> instead of <code>trigger.x</code>, "
       .. "unknown filters, syntax errors.</p>",
