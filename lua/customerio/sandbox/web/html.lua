@@ -148,6 +148,15 @@ function M.table(columns, rows, empty, links)
   return table.concat(out)
 end
 
+--- How many rows a list page shows (the newest); search or filter to see others.
+M.MAX_ROWS = 500
+
+--- The note under a list cut at MAX_ROWS (or "").
+function M.more(shown, total)
+  if total <= shown then return "" end
+  return '<p class="muted">Showing the newest ' .. shown .. " of " .. total .. ".</p>"
+end
+
 --- A definition list from `{ {label, html}, ... }` (pairs whose html is nil are left out).
 function M.fields(pairs_list)
   local out = { '<dl class="fields">' }

@@ -68,10 +68,11 @@ end
 --- `/`: every delivery, newest first; `?status=failed` to filter.
 function M.list(sb, ctx)
   local want = ctx.query.status
-  local rows, links = {}, {}
+  local rows, links, total = {}, {}, 0
   for i = #sb.delivery_list, 1, -1 do
     local d = sb.delivery_list[i]
-    if not want or want == "" or d.status == want then
+    if not want or want == "" or d.status == want then total = total + 1 end
+    if (not want or want == "" or d.status == want) and #rows < html.MAX_ROWS then
       local m = message_of(sb, d.id)
       local subject = headline(d, m)
       if not m and d.error then
@@ -92,7 +93,7 @@ function M.list(sb, ctx)
   tabs[#tabs + 1] = "</div>"
   return { title = "Messages", body = "<h1>Messages</h1>" .. table.concat(tabs)
     .. html.table({ "Time (UTC)", "Channel", "Recipient", "Template", "Subject / title", "Status" }, rows,
-      "No messages yet. Send a transactional message or trigger a broadcast.", links) }
+      "No messages yet. Send a transactional message or trigger a broadcast.", links) .. html.more(#rows, total) }
 end
 
 -- The template line a problem points at, with a caret under its column.

@@ -45,11 +45,13 @@ end
 --- `/people?q=`: everyone (searchable), then removed people and suppressed identifiers.
 function M.list(sb, ctx)
   local q = (ctx.query.q or ""):lower()
-  local rows, links = {}, {}
+  local rows, links, total = {}, {}, 0
   local all = sb.state:list()
   for i = #all, 1, -1 do
     local p = all[i]
-    if matches(p, q) then
+    local match = matches(p, q)
+    if match then total = total + 1 end
+    if match and #rows < html.MAX_ROWS then
       local n = 0
       for _ in pairs(p.attributes) do n = n + 1 end
       rows[#rows + 1] = { esc(p.id or "—"), esc(p.email or "—"), "<code>" .. esc(p.cio_id) .. "</code>",
@@ -63,6 +65,7 @@ function M.list(sb, ctx)
     '" placeholder="Search by id, email or cio_id" aria-label="Search people"><button type="submit">Search</button></form>',
     html.table({ "id", "email", "cio_id", "Attributes", "Segments", "Updated (UTC)" }, rows,
       q ~= "" and "Nobody matches." or "Nobody yet. Identify someone through the Track API.", links),
+    html.more(#rows, total),
   }
   local removed, rlinks = {}, {}
   for i = #sb.removed, 1, -1 do
