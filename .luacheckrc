@@ -6,8 +6,8 @@ exclude_files = { "bench/node_modules", "bench/node", "bench/**/node_modules", "
 
 files["spec"] = { std = "+busted" }
 files["spec/support/ngx_app"] = { std = "+ngx_lua" }
-files["lua/customerio/transport/ngx.lua"] = { globals = { "ngx" } }
-files["lua/customerio/queue_ngx.lua"] = { globals = { "ngx" } }
+files["lua/customerio/transport/ngx"] = { globals = { "ngx" } }
+files["lua/customerio/queue/ngx.lua"] = { globals = { "ngx" } }
 files["examples/openresty"] = { std = "+ngx_lua" }
 files["spec/support/handler.lua"] = { std = "+ngx_lua" }
 files["bench"] = { std = "+ngx_lua" }

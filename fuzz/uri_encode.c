@@ -1,5 +1,5 @@
 /*
- * uri_encode - core.uri_encode (encodeURIComponent) and customerio.url on arbitrary bytes.
+ * uri_encode - core.uri_encode (encodeURIComponent) and customerio.http.url on arbitrary bytes.
  *
  * Properties: the output holds only encodeURIComponent's unreserved set and %XX escapes
  * (upper-case hex), decodes back to the input, is at most 3x as long; url.join never lets a
@@ -10,7 +10,7 @@
 
 static const char check[] =
   "local core = require('customerio.core')\n"
-  "local url = require('customerio.url')\n"
+  "local url = require('customerio.http.url')\n"
   "local BASE = 'https://track.customer.io/api/v1'\n"
   "local function unescape(e)\n"
   "  return (e:gsub('%%(..)', function(h)\n"

@@ -199,8 +199,8 @@ describe("customerio.async", function()
       assert.are.equal("Bearer app-key", server.requests("/v1/send/email")[1].headers["authorization"])
     end)
 
-    it("wraps a customerio.client", function()
-      local Client = require("customerio.client")
+    it("wraps a customerio.http.client", function()
+      local Client = require("customerio.http.client")
       local c = Client.new({ base_url = server.url() .. "/x", auth = "Bearer k", user_agent = "ua" })
       local a = async.wrap(c, { engine = async.engine() })
       local got

@@ -277,7 +277,7 @@ describe("bin/customerio", function()
         -- Its own process group, so that the spec can stop it (nginx included) by that id.
         os.execute("setsid sh -c 'echo $$ >" .. dir .. "/sb.pid; exec " .. interpreter .. " bin/customerio sandbox --port "
           .. port .. " >" .. dir .. "/sb.out 2>&1' &")
-        local Client = require("customerio.client")
+        local Client = require("customerio.http.client")
         local probe = Client.new({ base_url = "http://127.0.0.1:" .. port, retry = false, timeout = 500 })
         for _ = 1, 100 do
           local res = probe:request("GET", "/__sandbox/version")

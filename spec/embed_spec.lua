@@ -57,18 +57,21 @@ describe("static library (make static) on " .. VERSION, function()
     f:close()
     local names = {}
     for name in h:gmatch('\n  {"([%w_.]+)", "@') do names[name] = true end
-    for _, m in ipairs({ "customerio", "customerio.client", "customerio.async", "customerio.track",
+    for _, m in ipairs({ "customerio", "customerio.http.client", "customerio.async", "customerio.track",
       "customerio.app", "customerio.liquid", "customerio.transport", "customerio.transport.curl" }) do
       assert.is_true(names[m], m .. " is not embedded")
     end
     assert.is_nil(names["customerio.transport.ngx"])
+    assert.is_nil(names["customerio.queue.ngx"])
     assert.is_nil(names["customerio.sandbox.server"])
     -- Every module of the tree (but the skipped ones) is there.
     local _, list = sh("cd " .. q(ROOT) .. " && find lua/customerio -name '*.lua'")
     local count = 0
     for path in list:gmatch("[^\n]+") do
       local name = path:gsub("^lua/", ""):gsub("%.lua$", ""):gsub("/", "."):gsub("%.init$", "")
-      if name ~= "customerio.transport.ngx" and name ~= "customerio.queue_ngx" and name ~= "customerio.sandbox.server" then
+      local nginx_only = name:find("^customerio%.transport%.ngx") or name == "customerio.queue.ngx"
+        or name == "customerio.sandbox.server"
+      if not nginx_only then
         assert.is_true(names[name], name .. " is not embedded")
         count = count + 1
       end

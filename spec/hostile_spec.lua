@@ -5,7 +5,7 @@
 -- client still works for the next call. See docs/SECURITY.md.
 local server = require("support.server")
 local customerio = require("customerio")
-local Client = require("customerio.client")
+local Client = require("customerio.http.client")
 local core = require("customerio.core")
 
 local SITE, KEY = "site_hostile", "trackkey_hostile_0123456789"

@@ -1,7 +1,7 @@
 -- The sandbox, exercised through the real Track and App clients, twice: in-process (the sandbox
 -- as the clients' transport) and over HTTP (tools/sandbox: nginx serving the same emulator).
 local customerio = require("customerio")
-local Client = require("customerio.client")
+local Client = require("customerio.http.client")
 local core = require("customerio.core")
 
 local null = core.null

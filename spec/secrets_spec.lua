@@ -1,10 +1,10 @@
 -- No API key, write key, Basic credentials or Authorization value ever shows in an error, in
 -- tostring() of a client or of the C core's handle, in the request URL, or in the opt-in
--- debug log (customerio.client's `debug` option). Servers and proxies that echo requests back
+-- debug log (customerio.http.client's `debug` option). Servers and proxies that echo requests back
 -- are played by the local test server. See docs/SECURITY.md.
 local server = require("support.server")
 local customerio = require("customerio")
-local Client = require("customerio.client")
+local Client = require("customerio.http.client")
 local core = require("customerio.core")
 local errors = require("customerio.errors")
 

@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 OUT=$ROOT/build/memcheck
 [ $# -gt 0 ] || set -- asan asan-luajit valgrind
-VALGRIND_SPECS=${VALGRIND_SPECS:-"spec/json_spec.lua spec/core_spec.lua spec/client_spec.lua spec/hostile_spec.lua spec/secrets_spec.lua spec/track_spec.lua spec/app_client_spec.lua spec/app_send_spec.lua spec/sandbox_spec.lua"}
+VALGRIND_SPECS=${VALGRIND_SPECS:-"spec/json_spec.lua spec/core_spec.lua spec/http/client_spec.lua spec/hostile_spec.lua spec/secrets_spec.lua spec/track/init_spec.lua spec/app/init_spec.lua spec/app/send_spec.lua spec/sandbox_spec.lua"}
 
 TOTAL_PASSED=0
 TOTAL_FAILED=0

@@ -2,7 +2,7 @@
 --
 --     lua tools/embed-lua.lua OUT.h ROOT FILE...
 --
--- Each FILE (under ROOT, e.g. lua/customerio/track.lua) becomes a string constant and an
+-- Each FILE (under ROOT, e.g. lua/customerio/track/init.lua) becomes a string constant and an
 -- entry {module name, chunk name, source, length} of `cio_embedded_modules` (module names as
 -- require sees them: lua/customerio/init.lua -> "customerio", .../liquid/init.lua ->
 -- "customerio.liquid"). src/embed.c includes the result when built with -DCIO_EMBED.

@@ -21,7 +21,7 @@
 -- waits up to `ms` for at least one callback. Many calls are in flight at once; connections
 -- are kept alive and shared by all the clients of an engine.
 --
--- Each call runs the blocking client code (`customerio.client`: retries, backoff,
+-- Each call runs the blocking client code (`customerio.http.client`: retries, backoff,
 -- `Retry-After`, redirects, error objects) in a coroutine whose transport yields until poll
 -- completes its transfer, and whose backoff sleeps yield until a deadline poll checks. So
 -- async calls behave exactly like blocking ones, retries included, without blocking the host.
@@ -34,16 +34,18 @@
 -- @module customerio.async
 local core = require("customerio.core")
 local errors = require("customerio.errors")
+local async_transport = require("customerio.transport.async")
+local fail = require("customerio.http.check").fail
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
-local create, resume, yield, running, status = coroutine.create, coroutine.resume, coroutine.yield,
+local create, resume, running, status = coroutine.create, coroutine.resume,
   coroutine.running, coroutine.status
 local now_ms = core.monotonic_ms
 
 local M = {}
 
 -- What our transports yield, so that a stray yield (not ours) is recognised.
-local TOKEN = {}
+local TOKEN = async_transport.TOKEN
 -- The key of a wrapper's private state.
 local STATE = {}
 
@@ -88,11 +90,11 @@ local ENGINE_OPTIONS = {
 -- @treturn Engine
 function M.engine(opts)
   opts = opts or {}
-  if type(opts) ~= "table" then error("async engine options must be a table", 2) end
+  if type(opts) ~= "table" then fail("async engine options must be a table") end
   for k in pairs(opts) do
-    if not ENGINE_OPTIONS[k] then error("unknown async engine option: " .. tostring(k), 2) end
+    if not ENGINE_OPTIONS[k] then fail("unknown async engine option: " .. tostring(k)) end
   end
-  if opts.on_error ~= nil and not callable(opts.on_error) then error("on_error must be a function", 2) end
+  if opts.on_error ~= nil and not callable(opts.on_error) then fail("on_error must be a function") end
   return setmetatable({
     multi_opts = {
       max_connections = opts.max_connections, max_host_connections = opts.max_host_connections,
@@ -284,7 +286,7 @@ end
 local function check_timeout(timeout_ms, name)
   if timeout_ms == nil then return 0 end
   if type(timeout_ms) ~= "number" or timeout_ms ~= timeout_ms or timeout_ms < 0 then
-    error(name .. ": timeout must be a non-negative number of milliseconds", 3)
+    fail(name .. ": timeout must be a non-negative number of milliseconds")
   end
   return timeout_ms
 end
@@ -320,7 +322,7 @@ function Engine:poll(timeout_ms)
 end
 
 function Engine:drive(timeout_ms, more)
-  if self.polling then error("customerio.poll: not re-entrant (called from inside a callback?)", 3) end
+  if self.polling then fail("customerio.poll: not re-entrant (called from inside a callback?)") end
   self.polling = true
   local ok, ran = pcall(run_poll, self, timeout_ms, more)
   self.polling = false
@@ -385,44 +387,7 @@ end
 -- @tparam[opt] table opts `ca_file`, `connect_timeout` (ms), `max_response` (bytes)
 -- @return transport
 function Engine:transport(opts)
-  opts = opts or {}
-  return setmetatable({
-    engine = self, name = "async",
-    ca_file = opts.ca_file, connect_timeout = opts.connect_timeout, max_response = opts.max_response,
-  }, M.Transport)
-end
-
---- The async transport.
--- @type Transport
-local Transport = {}
-Transport.__index = Transport
-M.Transport = Transport
-
---- Send one request: inside an async call, start it and yield until it is done.
--- @tparam table req `{method, url, headers, body}`
--- @tparam number timeout_ms
--- @return `{status, headers, body}` or nil, kind, message
-function Transport:send(req, timeout_ms)
-  local engine = self.engine
-  if not engine:current() then
-    self.blocking = self.blocking or require("customerio.transport.curl").new({
-      ca_file = self.ca_file, connect_timeout = self.connect_timeout, max_response = self.max_response,
-    })
-    return self.blocking:send(req, timeout_ms)
-  end
-  local id, kind, message = engine:handle():add(req.method, req.url, req.headers, req.body, timeout_ms,
-    self.connect_timeout, self.ca_file, self.max_response)
-  if not id then return nil, kind, message end
-  local code, headers, body = yield(TOKEN, "transfer", id)
-  if code == nil then return nil, headers, body end
-  return { status = code, headers = headers, body = body }
-end
-
---- Wait ms milliseconds between retries: inside an async call, yield until poll sees the
--- deadline pass.
-function Transport:sleep(ms)
-  if not self.engine:current() then return core.sleep_ms(ms) end
-  yield(TOKEN, "sleep", now_ms() + ms)
+  return async_transport.new(self, opts)
 end
 
 -- The default engine, behind customerio.poll.
@@ -483,7 +448,7 @@ local function is_client(c)
     and c.transport ~= nil
 end
 
--- A view of a customerio.client whose transport is the engine's (when it was libcurl's).
+-- A view of a customerio.http.client whose transport is the engine's (when it was libcurl's).
 local function async_client(client, engine)
   local transport = client.transport
   if type(transport) == "table" and transport.name == "curl" then
@@ -542,22 +507,22 @@ end
 --     api:send_email(req, function(result, err) ... end)
 --
 -- @param client a `TrackClient`, `APIClient`, `PipelinesClient` (anything whose requests go
--- through a `client` field), or a `customerio.client` itself
+-- through a `client` field), or a `customerio.http.client` itself
 -- @tparam[opt] table opts `engine` (default: the engine behind `customerio.poll`)
 -- @treturn Async the wrapper: the client's methods with a callback last, plus `poll`,
 -- `pending`, `wait`, `unwrap`, `engine`
 function M.wrap(client, opts)
   opts = opts or {}
-  if type(opts) ~= "table" then error("async options must be a table", 2) end
+  if type(opts) ~= "table" then fail("async options must be a table") end
   local engine = opts.engine or M.default()
-  if getmetatable(engine) ~= Engine then error("opts.engine must be an engine from customerio.async.engine()", 2) end
+  if getmetatable(engine) ~= Engine then fail("opts.engine must be an engine from customerio.async.engine()") end
   local view
   if type(client) == "table" and is_client(rawget(client, "client")) then
     view = setmetatable({ client = async_client(client.client, engine) }, { __index = client })
   elseif is_client(client) then
     view = async_client(client, engine)
   else
-    error("customerio.async: expected a client (TrackClient, APIClient, PipelinesClient)", 2)
+    fail("customerio.async: expected a client (TrackClient, APIClient, PipelinesClient)")
   end
   return setmetatable({ [STATE] = { target = client, view = view, engine = engine, pending = 0 } }, wrapper_mt)
 end
@@ -585,10 +550,12 @@ end
 --- Set the handler of errors raised by callbacks on the default engine.
 -- @tparam function fn receives the message with a traceback
 function M.on_error(fn)
-  if not callable(fn) then error("on_error must be a function", 2) end
+  if not callable(fn) then fail("on_error must be a function") end
   M.default().on_error = fn
 end
 
 M.Engine = Engine
+--- The transport class of engines (`customerio.transport.async`).
+M.Transport = async_transport.Transport
 
 return setmetatable(M, { __call = function(_, client, opts) return M.wrap(client, opts) end })

@@ -11,10 +11,10 @@
 -- @module customerio.pipelines
 local customerio = require("customerio")
 local core = require("customerio.core")
-local check = require("customerio.check")
-local Client = require("customerio.client")
-local ops = require("customerio.operations")
-local timestamp = require("customerio.timestamp")
+local check = require("customerio.http.check")
+local Client = require("customerio.http.client")
+local ops = require("customerio.track.operations")
+local timestamp = require("customerio.track.timestamp")
 
 local fail = check.fail
 local unpack = table.unpack or unpack -- luacheck: ignore 143

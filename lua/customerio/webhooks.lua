@@ -11,7 +11,7 @@
 -- Pass the body exactly as received: a re-encoded JSON body will not match.
 -- @module customerio.webhooks
 local core = require("customerio.core")
-local check = require("customerio.check")
+local check = require("customerio.http.check")
 
 local webhooks = {}
 

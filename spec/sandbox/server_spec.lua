@@ -85,7 +85,7 @@ describe("sandbox server", function()
     end)
 
     it("refuses an invalid fault with a clear error", function()
-      local Client = require("customerio.client")
+      local Client = require("customerio.http.client")
       local c = Client.new({ base_url = h.base .. "/__sandbox", retry = false })
       for body, message in pairs({
         [{ status = 503, colour = "red" }] = "unknown fault field colour",

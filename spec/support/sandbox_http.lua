@@ -1,6 +1,6 @@
 -- The sandbox over HTTP for specs: tools/sandbox --daemon on a free port, a control client for
 -- /__sandbox/..., and stop(). Each spec file that needs one starts its own.
-local Client = require("customerio.client")
+local Client = require("customerio.http.client")
 local core = require("customerio.core")
 
 local M = {}

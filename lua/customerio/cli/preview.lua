@@ -41,7 +41,7 @@ function M.run(args, env)
     customer, derr = cli.read_json(opts.customer, "--customer")
     if not customer then env.stderr:write("customerio preview: ", derr, "\n"); return 1 end
   end
-  local preview = require("customerio.preview")
+  local preview = require("customerio.app.preview")
   local result = preview({ message_data = data }, { subject = opts.subject, body = source },
     { customer = customer, strict = not opts.lenient })
   if result.parts.subject then env.stdout:write("Subject: ", result.parts.subject, "\n\n") end

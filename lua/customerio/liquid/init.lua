@@ -205,6 +205,24 @@ function liquid.variables(source)
   return tpl:variables()
 end
 
+--- Look a variable reference up in a render context, as rendering would (`size`, `first`
+-- and `last` after a dot included).
+-- @tparam table context the render context
+-- @tparam table ref a reference from `Template:variables` details: `root` and `segments`
+-- (each `{v = key, dot = boolean}`)
+-- @return the value, or nil
+-- @treturn boolean whether it was found (a value may be found and be nil)
+function liquid.lookup(context, ref)
+  local v = context[ref.root]
+  if v == nil then return nil, false end
+  for _, seg in ipairs(ref.segments) do
+    local found
+    v, found = compiler.index(v, seg.v, seg.dot)
+    if not found then return nil, false end
+  end
+  return v, true
+end
+
 cio.install(liquid)
 
 return liquid

@@ -24,6 +24,8 @@ local State = require("customerio.sandbox.state")
 local Segments = require("customerio.sandbox.segments")
 local track_api = require("customerio.sandbox.track_api")
 local app_api = require("customerio.sandbox.app_api")
+local adapter = require("customerio.transport.sandbox")
+local fail = require("customerio.http.check").fail
 
 local Sandbox = {}
 Sandbox.__index = Sandbox
@@ -116,7 +118,7 @@ end
 --   `preheader`, `reply_to`; push `title`, `message`, `image_url`, `link`; sms `body`...
 -- @treturn table the template (with its `id`)
 function Sandbox:add_transactional(id_or_name, template)
-  if type(template) ~= "table" then error("template must be a table", 2) end
+  if type(template) ~= "table" then fail("template must be a table") end
   local t = {}
   for k, v in pairs(template) do t[k] = v end
   t.type = t.type or "email"
@@ -124,7 +126,7 @@ function Sandbox:add_transactional(id_or_name, template)
   if id then
     t.id = id
   else
-    if type(id_or_name) ~= "string" or id_or_name == "" then error("id_or_name must be a number or a name", 2) end
+    if type(id_or_name) ~= "string" or id_or_name == "" then fail("id_or_name must be a number or a name") end
     t.trigger_name = id_or_name
     t.id = 1000 + next_serial(self)
     self.transactional_by_name[id_or_name:lower()] = t
@@ -138,7 +140,7 @@ end
 -- @tparam table def `segment` (id of its default audience) or `filter` (audience filter),
 --   `template` (parts as for transactional), `type` ("email" default), `name`
 function Sandbox:add_broadcast(id, def)
-  if type(def) ~= "table" then error("broadcast definition must be a table", 2) end
+  if type(def) ~= "table" then fail("broadcast definition must be a table") end
   local b = { id = tonumber(id) or id, name = def.name or ("Broadcast " .. tostring(id)), type = def.type or "email",
     segment = def.segment, filter = def.filter, template = def.template or {}, created_at = self.now() }
   self.broadcasts[tostring(id)] = b
@@ -150,7 +152,7 @@ end
 -- `{id = 7, name = "Beta", manual = true}`. Raises on an invalid filter.
 function Sandbox:add_segment(def)
   local seg, err = self.segments:add(def)
-  if not seg then error(err, 2) end
+  if not seg then fail(err) end
   return seg
 end
 
@@ -322,7 +324,7 @@ function Sandbox:record(r)
   return entry
 end
 
--- The transport --------------------------------------------------------------------------
+-- Requests ------------------------------------------------------------------------------
 
 local function hexval(h) return string.char(tonumber(h, 16)) end
 
@@ -401,19 +403,6 @@ local function respond(status, body)
   return { status = status, headers = { ["content-type"] = "application/json; charset=utf-8" }, body = text }
 end
 
---- Handle one request (the transport interface of customerio.client).
--- @tparam table req `{method, url, headers, body}`
--- @return response `{status, headers, body}`
-function Sandbox:send(req)
-  local path, query = req.url:match("^%a[%w+.-]*://[^/]*([^?#]*)%??([^#]*)")
-  path = path or req.url
-  local started = core.monotonic_ms()
-  local res = self:handle(req.method, path, query, req.headers, req.body)
-  self:record({ method = req.method, path = path, query = query, headers = req.headers, body = req.body,
-    status = res.status, response = res.body, ms = core.monotonic_ms() - started })
-  return res
-end
-
 --- Handle a request given as its parts (used by `send` and by the nginx glue).
 function Sandbox:handle(method, path, query, headers, raw_body)
   local api = api_of(path)
@@ -459,8 +448,9 @@ function Sandbox:handle(method, path, query, headers, raw_body)
   return respond(404, { errors = { { detail = "the sandbox does not emulate " .. method .. " " .. path, status = "404" } } })
 end
 
---- The sandbox is a transport: no sleeping needed between retries.
-function Sandbox.sleep() end
+-- The sandbox is a transport (`send`, `sleep`): see customerio.transport.sandbox.
+Sandbox.send = adapter.send
+Sandbox.sleep = adapter.sleep
 
 sandbox.new_state = State.new
 

@@ -1,4 +1,4 @@
--- Handlers of the nginx that spec/ngx_spec.lua starts (config: spec/support/ngx_app/nginx.conf).
+-- Handlers of the nginx that spec/transport/ngx_spec.lua starts (config: spec/support/ngx_app/nginx.conf).
 -- They run the lua-customerio client inside nginx and report what happened as JSON.
 --
 -- A scenario (POST body of /run, /access, /rewrite, /timer) is a JSON object:
@@ -13,7 +13,7 @@
 --   site_id, key   credentials for the Track client; key for the App client
 -- The answer: { phase, transport, backend, results = [ {ok, value, err, status, connects} ] }.
 local customerio = require("customerio")
-local Client = require("customerio.client")
+local Client = require("customerio.http.client")
 local cjson = require("customerio.json")
 
 local ngx = ngx

@@ -1,4 +1,4 @@
---- Starts and drives the nginx of spec/ngx_spec.lua (plain Lua: 5.1, 5.4, LuaJIT; uses the
+--- Starts and drives the nginx of spec/transport/ngx_spec.lua (plain Lua: 5.1, 5.4, LuaJIT; uses the
 -- nginx, curl and mktemp commands).
 --
 --   local launch = require("support.ngx_app.launch")

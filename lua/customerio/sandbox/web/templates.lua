@@ -4,7 +4,7 @@
 local core = require("customerio.core")
 local html = require("customerio.sandbox.web.html")
 local PARTS = require("customerio.sandbox.app_api").PARTS
-local preview = require("customerio.preview")
+local preview = require("customerio.app.preview")
 
 local esc, url = html.esc, html.url
 

@@ -1,0 +1,354 @@
+--- The request path every API client shares.
+--
+-- A client method validates its arguments and calls `client:request`; this
+-- module builds the request (URL, headers, JSON body), hands it to a
+-- transport, and applies the retry policy and redirects in one place. See
+-- docs/INTERNALS.md.
+-- @module customerio.http.client
+local core = require("customerio.core")
+local check = require("customerio.http.check")
+local errors = require("customerio.errors")
+local retry = require("customerio.http.retry")
+local url = require("customerio.http.url")
+
+local Client = {}
+Client.__index = Client
+
+local M = { Client = Client }
+
+local MAX_REDIRECTS = 5
+
+--- The longest URL a request may have, in bytes (8192, the C core's limit: servers commonly
+-- refuse longer request lines). `build` raises on a longer one, before anything is sent.
+M.MAX_URL_BYTES = core.max_url_bytes
+
+local function check_header(name, value, where)
+  if type(name) ~= "string" or not name:match("^[!#$%%&'*+.^_`|~%w-]+$") then
+    check.fail(where .. ": invalid header name " .. string.format("%q", tostring(name)))
+  end
+  if type(value) == "number" then value = tostring(value) end
+  if type(value) ~= "string" then check.fail(where .. ": header " .. name .. " must be a string") end
+  if value:find("[\r\n%z]") then
+    check.fail(where .. ": header " .. name .. " contains CR, LF or NUL")
+  end
+  return value
+end
+
+local function merge_headers(dst, src, where)
+  if src == nil then return dst end
+  if type(src) ~= "table" then check.fail(where .. " must be a table") end
+  for k, v in pairs(src) do dst[k] = check_header(k, v, where) end
+  return dst
+end
+
+-- Header names are case-insensitive: a user's "authorization" must not sit beside ours.
+local function set_header(headers, name, value)
+  local lower = name:lower()
+  for k in pairs(headers) do
+    if k:lower() == lower then headers[k] = nil end
+  end
+  headers[name] = value
+end
+
+local function positive_ms(v, name, default)
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
+    check.fail(name .. " must be a positive number of milliseconds")
+  end
+  return v
+end
+
+--- Create a client context.
+-- @tparam table opts `base_url` (required), `auth` (Authorization value), `user_agent`,
+-- `headers`, `timeout` (ms, default 10000), `connect_timeout` (ms), `retry`, `ca_file`,
+-- `transport`, `secrets` (strings to redact from errors), `debug` (a function called with each
+-- line of a request log: method, URL, headers with credentials redacted, status or failure and
+-- timing; never bodies)
+-- @return client
+function M.new(opts)
+  if type(opts.base_url) ~= "string" or not opts.base_url:match("^https?://[^/]") then
+    check.fail("url must be an absolute http or https URL")
+  end
+  local self = setmetatable({}, Client)
+  self.base_url = opts.base_url:gsub("/+$", "")
+  self.timeout = positive_ms(opts.timeout, "timeout", 10000)
+  self.retry = retry.policy(opts.retry)
+  self.headers = merge_headers({}, opts.headers, "headers")
+  if opts.auth then set_header(self.headers, "Authorization", check_header("Authorization", opts.auth, "auth")) end
+  set_header(self.headers, "User-Agent", check_header("User-Agent", opts.user_agent or "", "user_agent"))
+  self.secrets = opts.secrets or {}
+  if opts.debug ~= nil and type(opts.debug) ~= "function" then check.fail("debug must be a function") end
+  self.debug = opts.debug
+  self.ca_file, self.connect_timeout = opts.ca_file, opts.connect_timeout -- for customerio.queue
+  self.max_response = opts.max_response -- for customerio.async
+  if opts.auth then self.secrets[#self.secrets + 1] = opts.auth end
+  if opts.transport ~= nil then
+    if type(opts.transport) ~= "table" and type(opts.transport) ~= "userdata" then
+      check.fail("transport must be an object with a send method")
+    end
+    self.transport = opts.transport
+  else
+    positive_ms(opts.connect_timeout, "connect_timeout")
+    if opts.ca_file ~= nil and type(opts.ca_file) ~= "string" then check.fail("ca_file must be a path") end
+    self.transport = require("customerio.transport").default({
+      ca_file = opts.ca_file, connect_timeout = opts.connect_timeout, max_response = opts.max_response,
+    })
+  end
+  return self
+end
+
+-- Options every API client (Track, App, Pipelines) takes and passes to its request path.
+local CLIENT_OPTIONS = {
+  region = true, url = true, timeout = true, connect_timeout = true, retry = true, headers = true,
+  user_agent = true, ca_file = true, transport = true, max_response = true, debug = true,
+}
+
+--- Raise on an option that neither the API clients nor this client know.
+-- @tparam table opts
+-- @tparam[opt] table extra names this client adds (`{event_ids = true}`)
+function M.check_options(opts, extra)
+  for k in pairs(opts) do
+    if not CLIENT_OPTIONS[k] and not (extra and extra[k]) then check.fail("unknown option: " .. tostring(k)) end
+  end
+end
+
+--- Resolve a `region` option: nil (US), "us", "eu" or one of `customerio.regions`.
+-- @param v
+-- @treturn table the region
+function M.region(v)
+  local regions = require("customerio").regions
+  if v == nil then return regions.US end
+  if v == regions.US or v == regions.EU then return v end
+  if type(v) == "string" and regions[v:upper()] then return regions[v:upper()] end
+  check.fail('region must be one of customerio.regions.US or customerio.regions.EU (or "us" / "eu")')
+end
+
+--- The root URL of an API client: the `url` option (trailing slashes removed), else the
+-- region's host plus the API's prefix.
+-- @tparam table opts the client's options
+-- @tparam string default e.g. region.track .. "/api/v1"
+-- @treturn string
+function M.root(opts, default)
+  if opts.url == nil then return default end
+  if type(opts.url) ~= "string" then check.fail("url must be a string") end
+  return (opts.url:gsub("/+$", ""))
+end
+
+--- The request path of an API client, from its options.
+-- @tparam table opts the client's options (`timeout`, `retry`, `headers`, ...)
+-- @tparam table fields `base_url`, `auth`, `secrets`, and `headers` to use instead of opts.headers
+-- @return client
+function M.from_options(opts, fields)
+  return M.new({
+    base_url = fields.base_url,
+    auth = fields.auth,
+    secrets = fields.secrets,
+    headers = fields.headers or opts.headers,
+    user_agent = opts.user_agent or require("customerio").user_agent,
+    timeout = opts.timeout,
+    connect_timeout = opts.connect_timeout,
+    retry = opts.retry,
+    ca_file = opts.ca_file,
+    transport = opts.transport,
+    max_response = opts.max_response,
+    debug = opts.debug,
+  })
+end
+
+--- Encode a Lua value as a JSON request body; un-encodable values raise.
+-- @param value table
+-- @tparam[opt] string name root name for error paths ("data")
+-- @treturn string JSON
+function M.encode(value, name)
+  local body, err = core.json_encode(value, { root = name or "body" })
+  if not body then check.fail(err) end
+  return body
+end
+
+--- Build a request without sending it.
+-- @tparam string method
+-- @tparam table|string path segments (encoded) or a raw path
+-- @tparam[opt] table o `query`, `body`, `body_name`, `raw_body`, `base`, `headers`, `content_type`
+-- @treturn table `{method, url, headers, body}`
+function Client:build(method, path, o)
+  o = o or {}
+  local headers = {}
+  for k, v in pairs(self.headers) do headers[k] = v end
+  if o.headers then merge_headers(headers, o.headers, "headers") end
+  set_header(headers, "Content-Type", o.content_type or "application/json")
+  if o.auth == false then set_header(headers, "Authorization", nil) end
+  local body = o.raw_body
+  if body == nil and o.body ~= nil then body = M.encode(o.body, o.body_name) end
+  local target = url.join(o.base or self.base_url, path) .. url.query(o.query)
+  if #target > M.MAX_URL_BYTES then
+    check.fail("URL is " .. #target .. " bytes, longer than the " .. M.MAX_URL_BYTES .. " bytes a request may have")
+  end
+  return {
+    method = method,
+    url = target,
+    headers = headers,
+    body = body,
+  }
+end
+
+local function decode_success(res)
+  local body = res.body
+  if body == nil or body == "" or not body:find("%S") then return {} end
+  local value, err = core.json_decode(body)
+  if value == nil and err then
+    local shown = #body > 200 and (body:sub(1, 200) .. "...") or body
+    return nil, errors.new({
+      kind = "json", status = res.status, headers = res.headers, body = body,
+      message = "Unable to parse JSON response: " .. err .. "; body: " .. shown,
+    })
+  end
+  if value == core.null then return {} end
+  return value
+end
+
+-- Debug log (opt-in `debug` option): one line per request, per header and per outcome, with
+-- timing. Bodies are never logged; credential headers are replaced by [REDACTED], and every
+-- known secret is removed from every line. A failing logger cannot break a request.
+local SENSITIVE = { authorization = true, ["proxy-authorization"] = true, cookie = true }
+
+local function log(self, line)
+  pcall(self.debug, errors.redact_text(line, self.secrets))
+end
+
+local function log_request(self, req, attempt)
+  log(self, "> " .. req.method .. " " .. req.url .. (req.body and (" (" .. #req.body .. " bytes)") or "") ..
+    (attempt > 1 and (" attempt " .. attempt) or ""))
+  local names = {}
+  for k in pairs(req.headers) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local lower = k:lower()
+    local v = req.headers[k]
+    if SENSITIVE[lower] or lower:find("key", 1, true) or lower:find("token", 1, true) or lower:find("secret", 1, true) then
+      v = "[REDACTED]"
+    end
+    log(self, ">   " .. k .. ": " .. tostring(v))
+  end
+end
+
+local function log_outcome(self, req, res, kind, message, ms)
+  local took = string.format("%.0f ms", ms)
+  if res then
+    log(self, "< " .. tostring(res.status) .. " " .. req.method .. " " .. req.url .. " in " .. took ..
+      " (" .. #(res.body or "") .. " bytes)")
+  else
+    log(self, "< failed " .. req.method .. " " .. req.url .. " in " .. took .. ": " .. tostring(kind) ..
+      ": " .. tostring(message))
+  end
+end
+
+-- Whether credentials may follow a redirect from one URL to another.
+local function same_trust(from, to)
+  local s1, h1, p1 = url.parse(from)
+  local s2, h2, p2 = url.parse(to)
+  if not s2 or (s1 == "https" and s2 ~= "https") then return false end
+  if h1 == h2 and p1 == p2 then return true end
+  return h2 == "customer.io" or h2:sub(-#".customer.io") == ".customer.io"
+end
+
+-- The error `send` returns: e completed with the attempt count and the request, redacted.
+local function failure(self, req, current, attempts, e)
+  e.attempts = attempts
+  e.method = req.method
+  e.url = current.url
+  return nil, errors.redact(errors.new(e), self.secrets)
+end
+
+--- Send a built request: retries, redirects and error objects.
+-- @tparam table req from `build`
+-- @treturn table|nil decoded body
+-- @return the response, or an error object
+function Client:send(req)
+  local policy, transport = self.retry, self.transport
+  local attempts, retries, redirects, waited = 0, 0, 0, 0
+  local current = req -- replaced, never changed in place, by redirects and retries
+  while true do
+    attempts = attempts + 1
+    local started = self.debug and core.monotonic_ms()
+    if started then log_request(self, current, attempts) end
+    -- Never call the transport (or transport:sleep) through pcall or a metamethod: the async
+    -- transport (customerio.async) yields here, which Lua 5.1 cannot do across a C call.
+    local res, kind, message = transport:send(current, self.timeout)
+    if started then log_outcome(self, current, res, kind, message, core.monotonic_ms() - started) end
+    local retryable, last
+    if res then
+      local status = res.status
+      if status >= 200 and status < 300 then
+        local value, err = decode_success(res)
+        if not value then
+          err.attempts, err.method, err.url = attempts, req.method, current.url
+          return nil, errors.redact(err, self.secrets)
+        end
+        return value, res
+      end
+      if status == 301 or status == 302 or status == 307 or status == 308 then
+        local location = res.headers and res.headers["location"]
+        if not location or location == "" then
+          return failure(self, req, current, attempts, {
+            kind = "redirect", status = status, headers = res.headers, body = res.body,
+            message = "Received a " .. status .. " status, but no Location header was present" })
+        end
+        redirects = redirects + 1
+        if redirects > MAX_REDIRECTS then
+          return failure(self, req, current, attempts, {
+            kind = "redirect", status = status, headers = res.headers, body = res.body,
+            message = "too many redirects (more than " .. MAX_REDIRECTS .. ")" })
+        end
+        local target = url.resolve(current.url, location)
+        if not target:match("^https?://") or target:find("[%s%z]") then
+          return failure(self, req, current, attempts, {
+            kind = "redirect", status = status, message = "refusing to follow redirect to an invalid URL" })
+        end
+        local headers = current.headers
+        if not same_trust(current.url, target) then
+          headers = {}
+          for k, v in pairs(current.headers) do
+            if k:lower() ~= "authorization" then headers[k] = v end
+          end
+        end
+        current = { method = current.method, url = target, headers = headers, body = current.body }
+        attempts = attempts - 1
+      else
+        retryable = retry.status_retryable(policy, status)
+        last = errors.from_response(res, { retryable = retryable })
+      end
+    else
+      retryable = retry.kind_retryable(kind)
+      last = { kind = kind, message = message, retryable = retryable }
+    end
+    if last then
+      if not retryable or retries >= policy.max_retries then return failure(self, req, current, attempts, last) end
+      local wait = retry.delay(policy, retries, res and res.headers)
+      if waited + wait > policy.max_total_backoff then return failure(self, req, current, attempts, last) end
+      waited = waited + wait
+      retries = retries + 1
+      if wait > 0 then
+        if transport.sleep then transport:sleep(wait) else core.sleep_ms(wait) end
+      end
+      local headers = {}
+      for k, v in pairs(current.headers) do headers[k] = v end
+      set_header(headers, "X-Retry-Count", tostring(retries))
+      current = { method = current.method, url = current.url, headers = headers, body = current.body }
+    end
+  end
+end
+
+--- Build and send a request.
+-- @tparam string method
+-- @tparam table|string path
+-- @tparam[opt] table o see `build`
+-- @return decoded body and response, or nil and an error object
+function Client:request(method, path, o)
+  return self:send(self:build(method, path, o))
+end
+
+function Client:__tostring()
+  return "customerio.http.client (" .. self.base_url .. ")"
+end
+
+return M

@@ -1,0 +1,267 @@
+--- Background delivery queue: Track operations batched into `/api/v2/batch` requests.
+--
+--     local customerio = require("customerio")
+--     local track = customerio.TrackClient.new(site_id, api_key)
+--     local q = customerio.Queue.new(track, {
+--       on_error = function(op, err) log(err, op.action) end,   -- on this thread, from poll
+--     })
+--     local ok, err = q:track("42", "purchase", { price = 23.45 })  -- microseconds, never blocks
+--     ...
+--     q:flush(5000)     -- wait until everything queued so far is delivered (or 5 s)
+--     q:close()         -- also done by garbage collection, `<close>` and normal process exit
+--
+-- Each call builds a Track v2 operation (`customerio.operations`), encodes it to JSON and hands
+-- the bytes to a C worker thread, which packs them into batches of at most `batch_bytes`
+-- (500 KB) and sends them over its own libcurl multi handle, `max_in_flight` at a time, with
+-- the client's URL, credentials, timeout and retry policy. A batch leaves when it is full,
+-- when its oldest operation is `flush_interval` ms old, on `flush`, and on `close`.
+--
+-- Failures never vanish: retryable ones (network, timeout, 408/429/5xx) are replayed with the
+-- client's backoff, the same bytes each time, and every event carries a ULID `id` so that a
+-- replayed batch counts once. What cannot be delivered (a 207 rejection of one operation, a
+-- 4xx, retries exhausted, the queue closed before delivery) reaches `on_error(op, err, json)`
+-- on the Lua thread, from the next `poll` (which every queue method calls) — or, without an
+-- `on_error`, a line on stderr. `stats()` counts it all:
+-- `enqueued = sent + failed + queued + in_flight` at any moment.
+--
+-- Memory is bounded by `max_events` and `max_bytes`: a call that would pass them returns
+-- `nil, err` with `err.kind == "queue_full"` (counted in `dropped`). An operation larger than
+-- 32 KB as JSON returns `nil, err` with kind `"too_large"`. Bad arguments raise, as the
+-- Track client's do.
+--
+-- The queue sends with libcurl from a thread, whatever transport the Track client has.
+-- `customerio.Queue.new` (`customerio.queue`) makes this queue outside nginx and the nginx one
+-- (`customerio.queue.ngx`) inside; both take their enqueue methods from `customerio.queue.common`.
+-- @module customerio.queue.thread
+local core = require("customerio.core")
+local check = require("customerio.http.check")
+local common = require("customerio.queue.common")
+local errors = require("customerio.errors")
+local retry = require("customerio.http.retry")
+
+local fail = check.fail
+
+local M = {}
+
+--- The queue class.
+-- @type Queue
+local Queue = {}
+Queue.__index = Queue
+M.Queue = Queue
+for name, f in pairs(common.methods) do Queue[name] = f end
+
+--- Defaults of the options.
+M.defaults = {
+  max_events = 100000,          -- operations held (queued, in flight, waiting to retry)
+  max_bytes = 64 * 1024 * 1024, -- bytes of JSON held
+  batch_bytes = common.BATCH_BYTES, -- one request body at most (Customer.io's limit)
+  flush_interval = 1000,        -- ms: a batch leaves when its oldest operation is this old
+  max_in_flight = 4,            -- batch requests at once
+  close_timeout = 10000,        -- ms: how long __gc / exit wait for delivery
+  connect_timeout = 10000,      -- ms, when neither the options nor the client say
+}
+
+local known_options = {
+  max_events = true, max_bytes = true, batch_bytes = true, flush_interval = true,
+  max_in_flight = true, on_error = true, retry = true, close_timeout = true, ca_file = true,
+  connect_timeout = true, timeout = true, url = true,
+}
+
+local function report_line(n, err)
+  io.stderr:write("customerio.Queue: ", tostring(n), " operation(s) not delivered: ", tostring(err), "\n")
+end
+
+-- An error object for one report of the C worker.
+local function report_error(r, secrets)
+  local err
+  if r.detail then
+    local entries = core.json_decode(r.detail)
+    local e = type(entries) == "table" and entries[1] or {}
+    local msg = type(e.message) == "string" and e.message or nil
+    local reason = type(e.reason) == "string" and e.reason or nil
+    local field = type(e.field) == "string" and e.field or nil
+    local text = msg or reason or "operation rejected"
+    if field and not text:find(field, 1, true) then text = field .. ": " .. text end
+    if reason and msg and reason ~= msg then text = text .. " (" .. reason .. ")" end
+    err = errors.new({
+      kind = "http", status = r.status, message = text, body = r.body, attempts = r.attempts,
+      reason = reason, field = field, errors = entries,
+    })
+  elseif r.kind == "http" and r.status and r.status ~= 207 then
+    err = errors.from_response({ status = r.status, body = r.body, headers = {} },
+      { attempts = r.attempts, retryable = false })
+  else
+    err = errors.new({ kind = r.kind, status = r.status, message = r.message, body = r.body, attempts = r.attempts })
+  end
+  return errors.redact(err, secrets)
+end
+
+-- The function that hands reports to on_error; also kept by the C userdata for __gc, so it
+-- must not refer to the queue object.
+local function make_reporter(on_error, secrets)
+  return function(reports)
+    for i = 1, #reports do
+      local r = reports[i]
+      local err = report_error(r, secrets)
+      local list = r.ops
+      if on_error == nil then
+        report_line(#list, err)
+      elseif #list == 0 then
+        local ok, e = pcall(on_error, nil, err, nil)
+        if not ok then io.stderr:write("customerio.Queue: on_error failed: ", tostring(e), "\n") end
+      else
+        for k = 1, #list do
+          local json = list[k]
+          local op = core.json_decode(json)
+          local ok, e = pcall(on_error, op or json, err, json)
+          if not ok then io.stderr:write("customerio.Queue: on_error failed: ", tostring(e), "\n") end
+        end
+      end
+    end
+  end
+end
+
+-- What the queue needs from a Track client: the batch URL, headers, timeout, retry policy.
+local function target(track, opts)
+  if type(track) ~= "table" then fail("track client is required") end
+  local client = track.client or track
+  if type(client) ~= "table" or type(client.headers) ~= "table" then
+    fail("track client is required (a customerio.TrackClient)")
+  end
+  local v2 = opts.url or track.v2_url
+  if v2 == nil and type(client.base_url) == "string" then v2 = client.base_url:gsub("/api/v1", "/api/v2", 1) end
+  if type(v2) ~= "string" or not v2:match("^https?://[^/]") then fail("url must be an absolute http or https URL") end
+  local url = v2:gsub("/+$", "")
+  if not url:find("/batch$") then url = url .. "/batch" end
+  local headers = {}
+  for k, v in pairs(client.headers) do
+    if k:lower() ~= "content-type" and k:lower() ~= "x-retry-count" then headers[k] = v end
+  end
+  headers["Content-Type"] = "application/json"
+  return {
+    url = url,
+    headers = headers,
+    timeout = opts.timeout or client.timeout,
+    connect_timeout = opts.connect_timeout or client.connect_timeout or M.defaults.connect_timeout,
+    ca_file = opts.ca_file or client.ca_file or track.ca_file,
+    retry = opts.retry ~= nil and retry.policy(opts.retry) or client.retry or retry.policy(),
+    secrets = client.secrets or {},
+  }
+end
+
+--- Create a queue for a Track client.
+-- @tparam TrackClient track where and how to send (URL, credentials, timeout, retry policy)
+-- @tparam[opt] table opts `max_events` (100000), `max_bytes` (64 MiB), `batch_bytes` (500 KB),
+-- `flush_interval` (ms, 1000), `max_in_flight` (4), `on_error` (`function(op, err, json)`),
+-- `retry` (overrides the client's policy, see `customerio.http.retry`), `close_timeout` (ms, 10000:
+-- how long garbage collection and process exit wait for delivery), `timeout`,
+-- `connect_timeout` (ms), `ca_file`, `url` (the v2 root, default the client's)
+-- @treturn Queue
+function M.new(track, opts)
+  opts = common.options(opts, known_options)
+  local t = target(track, opts)
+  local d = M.defaults
+  local count = common.count
+  local batch_bytes = count(opts.batch_bytes, "batch_bytes", 1024, d.batch_bytes)
+  local op_bytes = common.op_bytes(batch_bytes)
+  local reporter = make_reporter(opts.on_error, t.secrets)
+  local q = core.queue_new({
+    url = t.url, headers = t.headers, timeout = t.timeout, connect_timeout = t.connect_timeout,
+    ca_file = t.ca_file, retry = t.retry,
+    max_events = count(opts.max_events, "max_events", 1, d.max_events),
+    max_bytes = count(opts.max_bytes, "max_bytes", 1, d.max_bytes),
+    batch_bytes = batch_bytes,
+    op_bytes = op_bytes,
+    flush_interval = count(opts.flush_interval, "flush_interval", 0, d.flush_interval),
+    max_in_flight = count(opts.max_in_flight, "max_in_flight", 1, d.max_in_flight),
+    close_timeout = count(opts.close_timeout, "close_timeout", 0, d.close_timeout),
+    reporter = reporter,
+  })
+  return setmetatable({
+    _q = q, _report = reporter, op_bytes = op_bytes, url = t.url,
+    max_events = opts.max_events or d.max_events, max_bytes = opts.max_bytes or d.max_bytes,
+  }, Queue)
+end
+
+--- Hand the reports of failed operations to `on_error` (every method does this first).
+-- @treturn number how many reports were handled
+function Queue:poll()
+  local reports = self._q:poll()
+  if reports == nil then return 0 end
+  self._report(reports)
+  return #reports
+end
+
+--- Enqueue an operation already encoded as JSON (no checks beyond the size).
+-- @tparam string json
+-- @return true, or nil and an error (`queue_full`, `too_large`, `closed`)
+function Queue:push_json(json)
+  if type(json) ~= "string" or json == "" then fail("json must be a non-empty string") end
+  local ok, why = self._q:push(json)
+  if ok then
+    if why then self:poll() end
+    return true
+  end
+  self:poll()
+  return nil, common.refused(self, why, #json)
+end
+
+--- Send everything queued now and wait until it is delivered (or reported as failed).
+-- @tparam[opt=10000] number timeout_ms
+-- @return true, or nil and an error of kind "timeout" (what is left stays queued)
+function Queue:flush(timeout_ms)
+  if timeout_ms ~= nil and (type(timeout_ms) ~= "number" or timeout_ms < 0) then
+    fail("timeout_ms must be a non-negative number")
+  end
+  local done = self._q:flush(timeout_ms or 10000)
+  self:poll()
+  if done then return true end
+  local s = self._q:stats()
+  return nil, errors.new({
+    kind = "timeout", retryable = true,
+    message = string.format("flush timed out after %d ms: %d operation(s) queued, %d in flight",
+      timeout_ms or 10000, s.queued, s.in_flight),
+  })
+end
+
+--- Flush (waiting up to `timeout_ms`), report what could not be delivered, stop the thread.
+-- Later calls return `nil, err` of kind "closed". Also done by `<close>`, garbage collection
+-- and normal process exit (with `close_timeout`).
+-- @tparam[opt] number timeout_ms default `close_timeout`
+-- @return true, or nil and an error of kind "timeout" (the rest was reported to on_error)
+function Queue:close(timeout_ms)
+  if timeout_ms ~= nil and (type(timeout_ms) ~= "number" or timeout_ms < 0) then
+    fail("timeout_ms must be a non-negative number")
+  end
+  local before = self._q:stats()
+  local clean = self._q:close(timeout_ms)
+  self:poll()
+  if clean or before.closed then return true end
+  return nil, errors.new({
+    kind = "timeout",
+    message = "close timed out; the operations not delivered were reported to on_error",
+  })
+end
+
+--- Counters: `enqueued`, `sent`, `failed`, `dropped` (queue full), `rejected` (too large),
+-- `retried` (batch replays), `queued` (not yet in a batch), `in_flight` (in a batch being
+-- sent or waiting to be retried), `bytes` (held), `requests`, `batches`, `closed`.
+-- `enqueued == sent + failed + queued + in_flight`.
+-- @treturn table
+function Queue:stats()
+  self:poll()
+  return self._q:stats()
+end
+
+--- Hands reports `{kind, status, message, body, detail, attempts, ops}` to on_error.
+M.make_reporter = make_reporter
+
+function Queue:__close()
+  self:close()
+end
+
+function Queue:__tostring()
+  return "customerio.Queue (" .. self.url .. ")"
+end
+
+return M

@@ -1,0 +1,301 @@
+-- customerio.queue.ngx inside a real nginx (lua-nginx-module + LuaJIT, the C core of
+-- build/luajit): enqueue from init_worker, content and log phases, batches flushed by timers
+-- over cosockets to the shared test server, bounds, 207 reports, retries, and the final flush
+-- when the worker exits. The nginx is started here from an inline config, on a random port.
+local server = require("support.server")
+local core = require("customerio.core")
+
+local REPO = (function()
+  local src = debug.getinfo(1, "S").source
+  local file = src:sub(1, 1) == "@" and src:sub(2) or "spec/queue/ngx_spec.lua"
+  local dir = file:match("^(.*)/spec/queue/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    local p = io.popen("pwd")
+    local cwd = p:read("*l")
+    p:close()
+    dir = dir == "." and cwd or (cwd .. "/" .. dir)
+  end
+  return dir
+end)()
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1", "r"))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local APP = [==[
+local M = {}
+local customerio = require("customerio")
+local queue_ngx = require("customerio.queue.ngx")
+local core = require("customerio.core")
+local failures = {}
+M.failures = failures
+
+function M.init_worker(upstream)
+  local track = customerio.TrackClient.new("site_n", "ngxkey_123", {
+    url = upstream .. "/api/v1", retry = { max_retries = 10, min_timeout = 1, max_timeout = 10 },
+  })
+  M.track = track
+  M.q = queue_ngx.new(track, { flush_interval = 50, batch_bytes = 8 * 1024,
+    on_error = function(op, err) failures[#failures + 1] = { op = op, status = err.status, reason = err.reason } end })
+  assert(M.q:track("init-1", "boot"))
+  M.small = queue_ngx.new(track, { max_events = 5, flush_interval = 60000 })
+  -- customerio.Queue.new picks the nginx half by itself inside nginx.
+  M.late = customerio.Queue.new(track, { flush_interval = 600000 })
+  assert(getmetatable(M.late) == getmetatable(M.small), "customerio.Queue.new inside nginx is queue_ngx")
+end
+
+local function reply(v)
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print(core.json_encode(v))
+end
+
+function M.enqueue(prefix, n)
+  local ok_count = 0
+  for i = 1, n do
+    if M.q:track(prefix .. i, "e", { i = i }) then ok_count = ok_count + 1 end
+  end
+  return ok_count
+end
+
+function M.content()
+  local args = ngx.req.get_uri_args()
+  local what = ngx.var.uri:match("^/(%w+)")
+  if what == "enqueue" then
+    return reply({ ok = M.enqueue(args.prefix, tonumber(args.n)) })
+  elseif what == "flush" then
+    local ok, err = M.q:flush(tonumber(args.timeout) or 10000)
+    return reply({ ok = ok or false, err = err and tostring(err) or nil, stats = M.q:stats() })
+  elseif what == "stats" then
+    return reply({ stats = M.q:stats(), failures = failures })
+  elseif what == "small" then
+    local res = {}
+    for i = 1, 8 do
+      local ok, err = M.small:identify("s" .. i)
+      res[#res + 1] = ok and "ok" or err.kind
+    end
+    local big = {}
+    for i = 1, 40 do big["k" .. i] = string.rep("x", 900) end
+    local ok, err = M.small:identify("big", big)
+    res[#res + 1] = ok and "ok" or err.kind
+    local s = M.small:stats()
+    return reply({ res = res, dropped = s.dropped, rejected = s.rejected })
+  elseif what == "late" then
+    for i = 1, tonumber(args.n) do assert(M.late:track(args.prefix .. i, "e")) end
+    return reply({ ok = tonumber(args.n) })
+  elseif what == "log" then
+    return reply({ ok = true })
+  end
+  ngx.status = 404
+end
+
+function M.log()
+  local args = ngx.req.get_uri_args()
+  M.enqueue(args.prefix, tonumber(args.n))
+  local ok, err = M.q:flush(10)
+  M.log_flush = { ok = ok or false, kind = err and err.kind }
+end
+
+function M.log_flush_result()
+  return reply(M.log_flush or {})
+end
+
+return M
+]==]
+
+local CONF = [==[
+{{USER}}
+daemon on;
+master_process on;
+worker_processes 1;
+pid "{{PREFIX}}/nginx.pid";
+error_log "{{PREFIX}}/error.log" warn;
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path "{{PREFIX}}/tmp/body";
+    proxy_temp_path "{{PREFIX}}/tmp/proxy";
+    fastcgi_temp_path "{{PREFIX}}/tmp/fastcgi";
+    uwsgi_temp_path "{{PREFIX}}/tmp/uwsgi";
+    scgi_temp_path "{{PREFIX}}/tmp/scgi";
+    lua_package_path "{{REPO}}/lua/?.lua;{{REPO}}/lua/?/init.lua;{{PREFIX}}/?.lua;/usr/share/lua/5.1/?.lua;;";
+    lua_package_cpath "{{REPO}}/build/luajit/?.so;;";
+    lua_socket_log_errors off;
+    init_worker_by_lua_block { require("qapp").init_worker("{{UPSTREAM}}") }
+    server {
+        listen 127.0.0.1:{{PORT}};
+        location = /logflush { content_by_lua_block { require("qapp").log_flush_result() } }
+        location = /log {
+            content_by_lua_block { require("qapp").content() }
+            log_by_lua_block { require("qapp").log() }
+        }
+        location / { content_by_lua_block { require("qapp").content() } }
+    }
+}
+]==]
+
+local function start()
+  local prefix = sh("mktemp -d " .. q((os.getenv("TMPDIR") or "/tmp") .. "/cio-qngx.XXXXXXXX")):gsub("%s+$", "")
+  assert(prefix:match("^/"), "mktemp failed")
+  sh("mkdir -p " .. q(prefix .. "/tmp"))
+  local f = assert(io.open(prefix .. "/qapp.lua", "w"))
+  f:write(APP)
+  f:close()
+  local is_root = sh("id -u"):match("^0") ~= nil
+  for _ = 1, 10 do
+    local port = math.random(20000, 60000)
+    local conf = CONF:gsub("{{(%w+)}}", {
+      USER = is_root and "user root;" or "", PREFIX = prefix, REPO = REPO, PORT = tostring(port),
+      UPSTREAM = server.url(),
+    })
+    f = assert(io.open(prefix .. "/nginx.conf", "w"))
+    f:write(conf)
+    f:close()
+    local out = sh("nginx -p " .. q(prefix .. "/") .. " -c " .. q(prefix .. "/nginx.conf") .. " -e " .. q(prefix .. "/error.log"))
+    if not out:find("emerg") then
+      local url = "http://127.0.0.1:" .. port
+      for _ = 1, 100 do
+        if sh("curl -q -s --noproxy '*' -o /dev/null -w '%{http_code}' " .. q(url .. "/stats")) == "200" then
+          return { url = url, prefix = prefix }
+        end
+        sh("sleep 0.05")
+      end
+      error("queue_ngx nginx does not answer: " .. (sh("cat " .. q(prefix .. "/error.log"))))
+    elseif not out:find("in use") then
+      error("queue_ngx nginx failed: " .. out)
+    end
+  end
+  error("queue_ngx nginx: no free port")
+end
+
+local function get(app, path)
+  local body = sh("curl -q -s --noproxy '*' --max-time 30 " .. q(app.url .. path))
+  return core.json_decode(body) or error("bad reply from " .. path .. ": " .. body)
+end
+
+local function stop(app)
+  local pid = sh("cat " .. q(app.prefix .. "/nginx.pid")):match("%d+")
+  if pid then
+    sh("kill -QUIT " .. pid)
+    for _ = 1, 200 do
+      if not io.open("/proc/" .. pid .. "/stat") then break end
+      sh("sleep 0.05")
+    end
+  end
+  local log = sh("cat " .. q(app.prefix .. "/error.log"))
+  sh("rm -rf " .. q(app.prefix))
+  return log
+end
+
+local function ids_received()
+  local ids = {}
+  for _, r in ipairs(server.requests("/api/v2/batch")) do
+    for _, op in ipairs(core.json_decode(r.body).batch) do
+      local id = op.identifiers and op.identifiers.id
+      if id then ids[id] = (ids[id] or 0) + 1 end
+    end
+  end
+  return ids
+end
+
+local has_nginx_lua = io.open("/usr/lib/nginx/modules/ngx_http_lua_module.so") ~= nil
+local describe_ngx = has_nginx_lua and describe or pending
+
+describe_ngx("customerio.queue.ngx in nginx", function()
+  local app
+
+  setup(function()
+    server.reset()
+    math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+    app = start()
+  end)
+
+  teardown(function()
+    if app then stop(app) end
+  end)
+
+  it("delivers what init_worker, content and log phases enqueue, in v2 batches", function()
+    assert.are.equal(100, get(app, "/enqueue?prefix=c&n=100").ok)
+    get(app, "/log?prefix=l&n=50")
+    local res = get(app, "/flush?timeout=5000")
+    assert.is_true(res.ok)
+    local lf = get(app, "/logflush")
+    assert.are.equal("phase", lf.kind) -- flush cannot wait in the log phase; it was scheduled
+    res = get(app, "/flush?timeout=5000")
+    assert.is_true(res.ok)
+    local ids = ids_received()
+    assert.are.equal(1, ids["init-1"])
+    for i = 1, 100 do assert.are.equal(1, ids["c" .. i]) end
+    for i = 1, 50 do assert.are.equal(1, ids["l" .. i]) end
+    local reqs = server.requests("/api/v2/batch")
+    assert.is_true(#reqs >= 3) -- 8 KB batches
+    for _, r in ipairs(reqs) do
+      assert.is_true(#r.body <= 8 * 1024)
+      assert.are.equal("Basic " .. core.base64_encode("site_n:ngxkey_123"), r.headers["authorization"])
+    end
+    local s = res.stats
+    assert.are.equal(151, s.enqueued)
+    assert.are.equal(151, s.sent)
+    assert.are.equal(s.enqueued, s.sent + s.failed + s.queued + s.in_flight)
+  end)
+
+  it("is bounded and refuses operations over 32 KB", function()
+    local res = get(app, "/small")
+    assert.are.same({ "ok", "ok", "ok", "ok", "ok", "queue_full", "queue_full", "queue_full", "too_large" }, res.res)
+    assert.are.equal(3, res.dropped)
+    assert.are.equal(1, res.rejected)
+  end)
+
+  it("retries faults, reports 207 rejections, and delivers each event once", function()
+    server.reset()
+    server.respond({ status = 500 })
+    server.respond({ drop = true })
+    server.respond({ status = 429 })
+    server.respond({ status = 207,
+      body = '{"errors":[{"batch_index":0,"reason":"invalid","field":"name","message":"bad name"}]}' })
+    assert.are.equal(300, get(app, "/enqueue?prefix=r&n=300").ok)
+    local res = get(app, "/flush?timeout=10000")
+    assert.is_true(res.ok)
+    local st = get(app, "/stats")
+    assert.are.equal(1, #st.failures)
+    assert.are.equal(207, st.failures[1].status)
+    assert.are.equal("invalid", st.failures[1].reason)
+    local rejected = st.failures[1].op.identifiers.id
+    -- every other event arrived; batches that failed were resent whole (same bytes)
+    local bodies, distinct = {}, 0
+    for _, r in ipairs(server.requests("/api/v2/batch")) do
+      if not bodies[r.body] then bodies[r.body] = true; distinct = distinct + 1 end
+    end
+    local ids = ids_received()
+    local seen = {}
+    for body in pairs(bodies) do
+      for _, op in ipairs(core.json_decode(body).batch) do
+        assert.is_nil(seen[op.identifiers.id])
+        seen[op.identifiers.id] = true
+      end
+    end
+    for i = 1, 300 do assert.is_true(seen["r" .. i]) end
+    assert.is_true(ids[rejected] >= 1)
+    assert.is_true(st.stats.retried >= 2)
+    assert.are.equal(st.stats.enqueued, st.stats.sent + st.stats.failed + st.stats.queued + st.stats.in_flight)
+  end)
+
+  it("sends what is left when the worker exits", function()
+    server.reset()
+    -- a queue whose periodic flush is 10 minutes away: only the exit can send it
+    assert.are.equal(20, get(app, "/late?prefix=x&n=20").ok)
+    assert.are.equal(0, server.count())
+    local log = stop(app)
+    app = nil
+    local ids = ids_received()
+    for i = 1, 20 do assert.are.equal(1, ids["x" .. i], log) end
+  end)
+end)
