@@ -27,26 +27,14 @@ local function in_process(opts)
   return h
 end
 
--- Over HTTP: one nginx for the file (tools/sandbox.conf, started by tools/nginx.lua), reset and
--- configured before each test.
-local nginx = require("tools.nginx")
-local http_nginx
-
-local function start_http()
-  if http_nginx then return end
-  http_nginx = nginx.start({ name = "cio-sbspec", template = nginx.root .. "/tools/sandbox.conf",
-    ready = "/__sandbox/outbox" })
-end
+-- Over HTTP: one nginx for the file (spec/support/sandbox_http.lua), reset and configured before each test.
+local sandbox_http = require("support.sandbox_http")
+local http
 
 local function over_http(opts)
-  start_http()
-  local base = http_nginx.url
-  local control = Client.new({ base_url = base .. "/__sandbox", user_agent = "spec", retry = false })
-  local function call(method, path, body)
-    local res, err = control:request(method, path, { body = body })
-    if not res and err.status ~= 404 then error(tostring(err), 2) end
-    return res
-  end
+  http = http or sandbox_http.start()
+  local base = http.base
+  local call = http.control
   call("POST", "reset", {})
   opts = opts or {}
   call("POST", "config", { site_id = opts.site_id, api_key = opts.api_key, app_key = opts.app_key,
@@ -601,7 +589,6 @@ describe("sandbox over HTTP", function()
   behaviours(over_http)
 
   teardown(function()
-    if http_nginx then http_nginx:stop() end
-    http_nginx = nil
+    if http then http.stop() end
   end)
 end)

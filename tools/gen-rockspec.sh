@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerate rockspec/customerio-scm-1.rockspec from the tree: every Lua module under
-# lua/customerio and every C file under src/ (a spec checks that it is up to date).
+# lua/customerio, every C file under src/ and bin/customerio (a spec checks that it is up to date).
 #   sh tools/gen-rockspec.sh > rockspec/customerio-scm-1.rockspec
 set -eu
 cd "$(dirname "$0")/.."
@@ -55,6 +55,10 @@ find lua/customerio -name '*.lua' | LC_ALL=C sort | while read -r f; do
   printf '    ["%s"] = "%s",\n' "$mod" "$f"
 done
 cat <<'TAIL'
+  },
+  -- The command line (customerio.cli): import, preview, send-email, trigger-broadcast, sandbox.
+  install = {
+    bin = { customerio = "bin/customerio" },
   },
 }
 TAIL

@@ -455,4 +455,4 @@ route("GET", "/v1/messages/:message_id", function(sb, ctx)
   } }
 end)
 
-return { routes = routes }
+return { routes = routes, PARTS = PARTS }

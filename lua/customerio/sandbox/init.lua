@@ -80,6 +80,9 @@ end
 function Sandbox:reset()
   self.state = State.new(self.now)
   self.segments = Segments.new(self.state)
+  self.state:on_change(function(person)
+    if person.deleted then self.removed[#self.removed + 1] = { person = person, at = self.now() } end
+  end)
   self.outbox = {}            -- messages delivered, in order
   self.deliveries = {}        -- delivery_id -> delivery (sent, failed, suppressed)
   self.delivery_list = {}
@@ -93,6 +96,10 @@ function Sandbox:reset()
   self.metrics = {}
   self.forms = {}
   self.log = {}               -- every request: {method, path, status}
+  self.requests = {}          -- the last MAX_REQUESTS requests in full (see record), oldest first
+  self.request_serial = 0
+  self.removed = {}           -- people deleted, suppressed or merged away: {person, at}
+  self.version = 0            -- bumped by every recorded request: pages poll it to refresh
   self.rate_windows = {}
   self.environment_id = 1
   self.serial = 0
@@ -258,6 +265,64 @@ function Sandbox:new_trigger(broadcast)
   self.triggers[t.id] = t
   self.trigger_list[#self.trigger_list + 1] = t
   return t
+end
+
+-- Requests received ---------------------------------------------------------------------
+
+--- How many requests `sb.requests` keeps (the oldest are forgotten).
+sandbox.MAX_REQUESTS = 500
+--- How much of a request or response body `sb.requests` keeps.
+sandbox.MAX_BODY = 64 * 1024
+
+-- The credentials a request carries (to mask them): the Basic password, the Bearer token.
+local function credentials_in(authorization, secrets)
+  if type(authorization) ~= "string" then return nil end
+  local b64 = authorization:match("^Basic%s+(%S+)$")
+  if b64 then
+    local site, key = (core.base64_decode(b64) or ""):match("^([^:]*):(.*)$")
+    if key and key ~= "" then secrets[#secrets + 1] = key end
+    return "Basic " .. (site and (site .. ":****") or "****")
+  end
+  local scheme, token = authorization:match("^(%S+)%s+(%S+)$")
+  if token then secrets[#secrets + 1] = token; return scheme .. " ****" end
+  secrets[#secrets + 1] = authorization
+  return "****"
+end
+
+local function clip(s)
+  if type(s) ~= "string" then return nil end
+  if #s > sandbox.MAX_BODY then return s:sub(1, sandbox.MAX_BODY) .. "\n[... " .. (#s - sandbox.MAX_BODY) .. " more bytes]" end
+  return s
+end
+
+--- Record a request for the inbox's Requests page, with its credentials masked: the
+-- Authorization header shows only the site id (Basic) or the scheme (Bearer), and every
+-- occurrence of the key, token and configured keys in the bodies becomes `[REDACTED]`.
+-- @tparam table r `{method, path, query, headers, body, status, response, ms, fault}`
+-- @treturn table the entry kept in `sb.requests` (with `seq` and `at`)
+function Sandbox:record(r)
+  local errors = require("customerio.errors")
+  local secrets = { self.api_key, self.app_key }
+  local headers = {}
+  for k, v in pairs(r.headers or {}) do
+    if type(v) == "table" then v = table.concat(v, ", ") end
+    if k:lower() == "authorization" then v = credentials_in(v, secrets) end
+    headers[#headers + 1] = { k, tostring(v) }
+  end
+  table.sort(headers, function(a, b) return a[1]:lower() < b[1]:lower() end)
+  self.request_serial = self.request_serial + 1
+  self.version = self.version + 1
+  local entry = {
+    seq = self.request_serial, at = core.now_ms() / 1000,
+    method = r.method, path = r.path, query = r.query ~= "" and r.query or nil, status = r.status,
+    ms = r.ms, fault = r.fault, headers = headers,
+    body = errors.redact_text(clip(r.body), secrets), response = errors.redact_text(clip(r.response), secrets),
+  }
+  self.log[#self.log + 1] = { method = r.method, path = r.path, status = r.status }
+  local list = self.requests
+  list[#list + 1] = entry
+  if #list > sandbox.MAX_REQUESTS then table.remove(list, 1) end
+  return entry
 end
 
 -- Requests ------------------------------------------------------------------------------

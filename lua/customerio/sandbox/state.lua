@@ -344,7 +344,8 @@ end
 
 --- Merge a secondary person into a primary one (customerio-api.md §5).
 -- The primary keeps its attributes and gains the ones it lacks; events, devices and
--- manual segments move over; the secondary is deleted.
+-- manual segments move over; the secondary is deleted (`merged_into` names the primary) and
+-- the primary lists it in `merged` (`{id, email, cio_id, at}`).
 -- @treturn boolean|nil true, or nil and a message
 function State:merge(primary_kind, primary_value, secondary_kind, secondary_value)
   local primary = self:find_by(primary_kind, primary_value)
@@ -367,6 +368,11 @@ function State:merge(primary_kind, primary_value, secondary_kind, secondary_valu
   end
   for seg in pairs(secondary.manual_segments) do primary.manual_segments[seg] = true end
   secondary.deleted = true
+  secondary.merged_into = primary.cio_id
+  -- The surviving profile remembers whom it absorbed (the inbox shows it).
+  primary.merged = primary.merged or {}
+  primary.merged[#primary.merged + 1] = { id = secondary.id, email = secondary.email, cio_id = secondary.cio_id,
+    at = self.now() }
   notify(self, primary)
   return true
 end

@@ -1,8 +1,10 @@
 --- The sandbox as a transport: what makes `customerio.sandbox.new()` usable as a client's
 -- `transport` option. `send` turns the request's URL into a path and query, lets the sandbox
--- answer (`Sandbox:handle`) and records the call in its log; `sleep` does nothing (no real
+-- answer (`Sandbox:handle`) and records the call (`Sandbox:record`, credentials masked); `sleep` does nothing (no real
 -- time passes between retries in-process). The sandbox takes these as its own methods.
 -- @module customerio.transport.sandbox
+local core = require("customerio.core")
+
 local M = {}
 
 --- Handle one request (the transport interface of customerio.http.client).
@@ -12,8 +14,10 @@ local M = {}
 function M.send(sb, req)
   local path, query = req.url:match("^%a[%w+.-]*://[^/]*([^?#]*)%??([^#]*)")
   path = path or req.url
+  local started = core.monotonic_ms()
   local res = sb:handle(req.method, path, query, req.headers, req.body)
-  sb.log[#sb.log + 1] = { method = req.method, path = path, status = res.status }
+  sb:record({ method = req.method, path = path, query = query, headers = req.headers, body = req.body,
+    status = res.status, response = res.body, ms = core.monotonic_ms() - started })
   return res
 end
 
