@@ -28,7 +28,7 @@ HDRS    := $(wildcard src/*.h)
 BUILD   := build/$(LUA)
 CORE_SO := $(BUILD)/customerio/core.so
 OPT     ?= -O2
-WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
+WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes -Werror=implicit-function-declaration
 CFLAGS  += $(OPT) -g -fPIC -std=c99 -D_GNU_SOURCE $(WARN) $(shell pkg-config --cflags $(LUA_PC) libcurl libcjson libcrypto)
 LDLIBS  += $(shell pkg-config --libs libcurl libcjson libcrypto) -lpthread
 SANFLAGS :=

@@ -6,7 +6,7 @@
  * exactly as for the blocking handle.
  *
  * Each transfer gets an easy handle from a small pool, set up exactly like http.c's (the
- * shared code is in http_common.h): TLS verification on, no redirects, gzip, http/https only,
+ * shared code is in http_common.c): TLS verification on, no redirects, gzip, http/https only,
  * no "Expect: 100-continue". Connections live in the multi handle's cache, so they are kept
  * alive across transfers whatever easy handle runs them.
  */
@@ -32,11 +32,11 @@ typedef struct async_transfer {
   struct async_transfer *prev, *next; /* the active list (doubly linked) or the idle pool */
   CURL *easy;
   struct curl_slist *req_headers;
-  http_buffer req_body; /* a copy: the Lua string may be collected before the transfer ends */
-  http_sink sink;
+  cio_buffer req_body; /* a copy: the Lua string may be collected before the transfer ends */
+  cio_sink sink;
   lua_Integer id;
   int in_multi;
-  int ready;             /* set up by http_setup with the options below (reused as is) */
+  int ready;             /* set up by cio_curl_setup with the options below (reused as is) */
   long connect_timeout;  /* the options the handle was set up with */
   char *ca_file;
   char errbuf[CURL_ERROR_SIZE];
@@ -62,9 +62,9 @@ static void async_transfer_free(async_transfer *t) {
   if (t->easy) curl_easy_cleanup(t->easy);
   free(t->ca_file);
   curl_slist_free_all(t->req_headers);
-  http_buffer_free(&t->req_body);
-  http_buffer_free(&t->sink.body);
-  http_buffer_free(&t->sink.head);
+  cio_buffer_free(&t->req_body);
+  cio_buffer_free(&t->sink.body);
+  cio_buffer_free(&t->sink.head);
   free(t);
 }
 
@@ -100,9 +100,9 @@ static void async_recycle(async_multi *m, async_transfer *t) {
     async_transfer_free(t);
     return;
   }
-  if (t->req_body.cap > ASYNC_KEEP_BUFFER) http_buffer_free(&t->req_body);
-  if (t->sink.body.cap > ASYNC_KEEP_BUFFER) http_buffer_free(&t->sink.body);
-  if (t->sink.head.cap > ASYNC_KEEP_BUFFER) http_buffer_free(&t->sink.head);
+  if (t->req_body.cap > ASYNC_KEEP_BUFFER) cio_buffer_free(&t->req_body);
+  if (t->sink.body.cap > ASYNC_KEEP_BUFFER) cio_buffer_free(&t->sink.body);
+  if (t->sink.head.cap > ASYNC_KEEP_BUFFER) cio_buffer_free(&t->sink.head);
   t->prev = NULL;
   t->next = m->idle;
   m->idle = t;
@@ -220,13 +220,14 @@ static int async_add(lua_State *L) {
   lua_Number timeout = luaL_optnumber(L, 6, 10000);
   lua_Number connect_timeout = luaL_optnumber(L, 7, 10000);
   const char *ca_file = luaL_optstring(L, 8, NULL);
-  lua_Integer max_response = luaL_optinteger(L, 9, HTTP_DEFAULT_MAX_RESPONSE);
+  lua_Integer max_response = luaL_optinteger(L, 9, CIO_DEFAULT_MAX_RESPONSE);
   const char *failed = "";
   async_transfer *t;
   CURLcode rc;
   CURLMcode mrc;
 
-  if (!http_valid_url(url, ulen)) return luaL_argerror(L, 3, "URL contains spaces or control characters");
+  const char *bad_url = cio_url_problem(url, ulen);
+  if (bad_url != NULL) return luaL_argerror(L, 3, bad_url);
   luaL_argcheck(L, timeout > 0, 6, "timeout must be positive");
   luaL_argcheck(L, connect_timeout > 0, 7, "connect_timeout must be positive");
   luaL_argcheck(L, max_response > 0, 9, "max_response must be positive");
@@ -244,33 +245,34 @@ static int async_add(lua_State *L) {
   t->id = ++m->next_id;
   t->errbuf[0] = '\0';
   t->sink.max_response = (size_t)max_response;
-  http_sink_reset(&t->sink);
+  cio_sink_reset(&t->sink);
   /* A pooled handle set up with the same options is used as is (the per-request options are
    * all set below); otherwise it starts again from libcurl's defaults. Either way it keeps
    * the connections, DNS and TLS session caches. */
-  if (!t->ready || t->connect_timeout != http_ms(connect_timeout) || !async_same(t->ca_file, ca_file)) {
+  if (!t->ready || t->connect_timeout != cio_ms(connect_timeout) || !async_same(t->ca_file, ca_file)) {
     curl_easy_reset(t->easy); /* also clears what a setup that failed half-way left */
     t->ready = 0;
     free(t->ca_file);
     t->ca_file = NULL;
     if (ca_file != NULL && (t->ca_file = strdup(ca_file)) == NULL) return luaL_error(L, "out of memory");
-    t->connect_timeout = http_ms(connect_timeout);
-    rc = http_setup(t->easy, &t->sink, t->errbuf, t->connect_timeout, ca_file, &failed);
+    t->connect_timeout = cio_ms(connect_timeout);
+    rc = cio_curl_setup(t->easy, t->errbuf, t->connect_timeout, ca_file, &failed);
+    if (rc == CURLE_OK) rc = cio_sink_attach(t->easy, &t->sink, &failed);
     if (rc != CURLE_OK) return luaL_error(L, "curl_easy_setopt(%s): %s", failed, curl_easy_strerror(rc));
     t->ready = 1;
   }
-  http_build_headers(L, 4, &t->req_headers);
+  cio_build_headers(L, 4, &t->req_headers);
   t->req_body.len = 0;
-  if (body != NULL && http_buffer_append(&t->req_body, body, blen) != 0) return luaL_error(L, "out of memory");
-  http_set_method(L, t->easy, 2, method, mlen, body != NULL ? t->req_body.data : NULL, blen);
+  if (body != NULL && cio_buffer_append(&t->req_body, body, blen) != 0) return luaL_error(L, "out of memory");
+  cio_set_method(L, t->easy, 2, method, mlen, body != NULL ? t->req_body.data : NULL, blen);
   if ((rc = curl_easy_setopt(t->easy, CURLOPT_URL, url)) != CURLE_OK ||
       (rc = curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req_headers)) != CURLE_OK ||
-      (rc = curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, http_ms(timeout))) != CURLE_OK ||
+      (rc = curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, cio_ms(timeout))) != CURLE_OK ||
       (rc = curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (void *)t)) != CURLE_OK) {
     m->staging = NULL;
     async_recycle(m, t);
     lua_pushnil(L);
-    lua_pushstring(L, http_error_kind(rc));
+    lua_pushstring(L, cio_curl_error_kind(rc));
     lua_pushstring(L, curl_easy_strerror(rc));
     return 3;
   }
@@ -314,12 +316,12 @@ static int async_collect(lua_State *L, async_multi *m, int n) {
       curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
       lua_pushinteger(L, (lua_Integer)status);
       lua_rawseti(L, -2, 2);
-      http_push_headers(L, &t->sink.head);
+      cio_push_headers(L, &t->sink.head);
       lua_rawseti(L, -2, 3);
       lua_pushlstring(L, t->sink.body.data ? t->sink.body.data : "", t->sink.body.len);
       lua_rawseti(L, -2, 4);
     } else {
-      http_push_failure(L, result, &t->sink, t->errbuf);
+      cio_push_failure(L, result, &t->sink, t->errbuf);
       lua_rawseti(L, -3, 4);
       lua_rawseti(L, -2, 3);
     }

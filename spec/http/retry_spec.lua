@@ -46,11 +46,41 @@ describe("customerio.http.retry", function()
     assert.are.equal(200, retry.delay(q, 0, { ["retry-after"] = "7" }, function() return 0 end))
   end)
 
-  it("parses Retry-After HTTP dates", function()
-    -- 2015-10-21 07:28:00 UTC = 1445412480
-    assert.are.equal(30, retry.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412450))
-    assert.are.equal(0, retry.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412490))
+  it("parses Retry-After as customerio-node 5.x does: delta seconds or an HTTP date (in C, once)", function()
+    -- 2015-10-21 07:28:00 UTC = 1445412480 s
+    local at = 1445412480 * 1000
+    assert.are.equal(30000, retry.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", at - 30000))
+    assert.are.equal(0, retry.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", at + 10000)) -- in the past
+    -- the obsolete forms HTTP still asks recipients to read: RFC 850 and asctime
+    assert.are.equal(30000, retry.parse_retry_after("Wednesday, 21-Oct-15 07:28:00 GMT", at - 30000))
+    assert.are.equal(30000, retry.parse_retry_after("Wed Oct 21 07:28:00 2015", at - 30000))
+    assert.are.equal(7000, retry.parse_retry_after("7", at))
+    assert.are.equal(7000, retry.parse_retry_after(" 7 ", at))
+    assert.are.equal(1500, retry.parse_retry_after("1.5", at)) -- Node reads it with Number()
+    assert.are.equal(0, retry.parse_retry_after("0", at))
     assert.is_nil(retry.parse_retry_after("soon", 0))
+    assert.is_nil(retry.parse_retry_after("-5", 0))
+    assert.is_nil(retry.parse_retry_after("", 0))
+    assert.is_nil(retry.parse_retry_after("7s", 0))
     assert.is_nil(retry.parse_retry_after("Wed, 21 Foo 2015 07:28:00 GMT", 0))
+    assert.is_nil(retry.parse_retry_after(string.rep("9", 2000), 0)) -- longer than any date: unparsable
+    assert.is_nil(retry.parse_retry_after(nil, 0))
+    -- the same function the queue's C worker calls
+    assert.are.equal(30000, require("customerio.core").retry_after("Wed, 21 Oct 2015 07:28:00 GMT", at - 30000))
+  end)
+
+  it("caps a Retry-After date at retry_after_max, and a past date means at once", function()
+    local p = retry.policy()
+    local now = 1445412480 * 1000
+    assert.are.equal(0, retry.delay(p, 0, { ["retry-after"] = "Wed, 21 Oct 2015 07:28:00 GMT" }, nil, now + 5000))
+    assert.are.equal(300000, retry.delay(p, 0, { ["retry-after"] = "Wed, 21 Oct 2015 07:28:00 GMT" }, nil, now - 3600000))
+    assert.are.equal(12000, retry.delay(p, 0, { ["retry-after"] = "Wed, 21 Oct 2015 07:28:00 GMT" }, nil, now - 12000))
+  end)
+
+  it("retries network and timeout failures, not tls, request or too_large; the policy carries that list", function()
+    local p = retry.policy()
+    assert.same({ "network", "timeout" }, p.retry_kinds)
+    for _, k in ipairs({ "network", "timeout" }) do assert.is_true(retry.kind_retryable(k)) end
+    for _, k in ipairs({ "tls", "request", "too_large" }) do assert.is_false(retry.kind_retryable(k)) end
   end)
 end)

@@ -18,6 +18,10 @@ local M = { Client = Client }
 
 local MAX_REDIRECTS = 5
 
+--- The longest URL a request may have, in bytes (8192, the C core's limit: servers commonly
+-- refuse longer request lines). `build` raises on a longer one, before anything is sent.
+M.MAX_URL_BYTES = core.max_url_bytes
+
 local function check_header(name, value, where)
   if type(name) ~= "string" or not name:match("^[!#$%%&'*+.^_`|~%w-]+$") then
     check.fail(where .. ": invalid header name " .. string.format("%q", tostring(name)))
@@ -175,9 +179,13 @@ function Client:build(method, path, o)
   if o.auth == false then set_header(headers, "Authorization", nil) end
   local body = o.raw_body
   if body == nil and o.body ~= nil then body = M.encode(o.body, o.body_name) end
+  local target = url.join(o.base or self.base_url, path) .. url.query(o.query)
+  if #target > M.MAX_URL_BYTES then
+    check.fail("URL is " .. #target .. " bytes, longer than the " .. M.MAX_URL_BYTES .. " bytes a request may have")
+  end
   return {
     method = method,
-    url = url.join(o.base or self.base_url, path) .. url.query(o.query),
+    url = target,
     headers = headers,
     body = body,
   }
@@ -315,7 +323,7 @@ function Client:send(req)
     end
     if last then
       if not retryable or retries >= policy.max_retries then return failure(self, req, current, attempts, last) end
-      local wait = retry.delay(policy, retries, res and res.headers, nil, core.now_ms() / 1000)
+      local wait = retry.delay(policy, retries, res and res.headers)
       if waited + wait > policy.max_total_backoff then return failure(self, req, current, attempts, last) end
       waited = waited + wait
       retries = retries + 1

@@ -10,8 +10,8 @@
 -- or an HTTP date, capped at `retry_after_max` seconds) when the server sends it,
 -- and a total backoff budget after which the last error is returned.
 -- @module customerio.http.retry
+local core = require("customerio.core")
 local check = require("customerio.http.check")
-local calendar = require("customerio.calendar")
 
 local retry = {}
 
@@ -34,6 +34,11 @@ retry.defaults = {
   retry_after_max = 300,    -- seconds
   max_total_backoff = 30000, -- ms
 }
+
+-- Transport failure kinds that are retried (not an option: "tls", "request" and "too_large"
+-- fail the same way again). Part of every policy, so that the queue's worker reads it too.
+local RETRY_KINDS = { "network", "timeout" }
+local RETRY_KIND_SET = { network = true, timeout = true }
 
 local aliases = {
   maxRetries = "max_retries", minTimeoutMs = "min_timeout", maxTimeoutMs = "max_timeout",
@@ -73,28 +78,20 @@ function retry.policy(opts)
   if type(p.retry_statuses) ~= "table" then check.fail("retry.retry_statuses must be a list of statuses") end
   p.status_set = {}
   for i = 1, #p.retry_statuses do p.status_set[p.retry_statuses[i]] = true end
+  p.retry_kinds = RETRY_KINDS
   return p
 end
 
-local months = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
-
-local days_from_civil = calendar.days_from_civil
-
---- Seconds to wait according to a Retry-After header value.
--- @tparam string value delta-seconds or an HTTP date (IMF-fixdate)
--- @tparam number now_s current Unix time in seconds
--- @treturn number|nil seconds (never negative), nil when unparsable
-function retry.parse_retry_after(value, now_s)
+--- Milliseconds to wait according to a Retry-After header value, as customerio-node 5.x
+-- reads it: delta seconds (`"120"`, `"1.5"`) or an HTTP date (IMF-fixdate, RFC 850 or asctime;
+-- a date in the past gives 0). The C core parses it (`core.retry_after`), the same code the
+-- queue's worker uses. No cap is applied here (`delay` applies `retry_after_max`).
+-- @tparam string value the header value
+-- @tparam number now_ms current Unix time in milliseconds
+-- @treturn number|nil ms (never negative), nil when unparsable
+function retry.parse_retry_after(value, now_ms)
   if type(value) ~= "string" then return nil end
-  local secs = value:match("^%s*(%d+)%s*$")
-  if secs then return tonumber(secs) end
-  local d, mon, y, hh, mm, ss = value:match("^%s*%a+,%s*(%d+)%s+(%a+)%s+(%d+)%s+(%d+):(%d+):(%d+)%s+GMT%s*$")
-  if not d or not months[mon] then return nil end
-  local t = days_from_civil(tonumber(y), months[mon], tonumber(d)) * 86400
-    + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
-  local wait = t - now_s
-  if wait < 0 then wait = 0 end
-  return wait
+  return core.retry_after(value, now_ms)
 end
 
 --- Milliseconds to wait before retry number n (0 for the first retry).
@@ -102,20 +99,17 @@ end
 -- @tparam number n retry number, from 0
 -- @tparam[opt] table headers response headers (lower-case names)
 -- @tparam[opt] function random returns a number in [0, 1)
--- @tparam[opt] number now_s current time in seconds
+-- @tparam[opt] number now_ms current Unix time in milliseconds (default `core.now_ms()`)
 -- @treturn number ms
-function retry.delay(p, n, headers, random, now_s)
+function retry.delay(p, n, headers, random, now_ms)
   if p.respect_retry_after and headers and headers["retry-after"] then
-    local wait = retry.parse_retry_after(headers["retry-after"], now_s or os.time())
+    local wait = retry.parse_retry_after(headers["retry-after"], now_ms or core.now_ms())
     if wait then
-      if wait > p.retry_after_max then wait = p.retry_after_max end
-      return wait * 1000
+      if wait > p.retry_after_max * 1000 then wait = p.retry_after_max * 1000 end
+      return wait
     end
   end
-  local r = (random or math.random)()
-  local ms = (r + 1) * p.min_timeout * 2 ^ n
-  if ms > p.max_timeout then ms = p.max_timeout end
-  return ms
+  return core.retry_backoff(p.min_timeout, p.max_timeout, n, (random or math.random)())
 end
 
 --- Whether a status is retried under this policy.
@@ -125,7 +119,7 @@ end
 
 --- Whether a transport failure kind is retried ("network" and "timeout" are).
 function retry.kind_retryable(kind)
-  return kind == "network" or kind == "timeout"
+  return RETRY_KIND_SET[kind] == true
 end
 
 return retry

@@ -15,8 +15,8 @@ local M = {}
 M.OP_BYTES = 32 * 1024
 --- Customer.io's limit for one batch request body, in bytes.
 M.BATCH_BYTES = 500 * 1024
---- Bytes a batch body adds around its operations: `{"batch":[` and `]}`.
-M.BATCH_OVERHEAD = 12
+--- Bytes a batch body adds around its operations (`{"batch":[` and `]}`), from the C worker that writes them.
+M.BATCH_OVERHEAD = core.queue_batch_overhead
 
 --- The largest operation a queue with this `batch_bytes` takes.
 -- @tparam number batch_bytes

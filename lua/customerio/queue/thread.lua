@@ -58,6 +58,7 @@ M.defaults = {
   flush_interval = 1000,        -- ms: a batch leaves when its oldest operation is this old
   max_in_flight = 4,            -- batch requests at once
   close_timeout = 10000,        -- ms: how long __gc / exit wait for delivery
+  connect_timeout = 10000,      -- ms, when neither the options nor the client say
 }
 
 local known_options = {
@@ -141,7 +142,7 @@ local function target(track, opts)
     url = url,
     headers = headers,
     timeout = opts.timeout or client.timeout,
-    connect_timeout = opts.connect_timeout or client.connect_timeout,
+    connect_timeout = opts.connect_timeout or client.connect_timeout or M.defaults.connect_timeout,
     ca_file = opts.ca_file or client.ca_file or track.ca_file,
     retry = opts.retry ~= nil and retry.policy(opts.retry) or client.retry or retry.policy(),
     secrets = client.secrets or {},
@@ -170,7 +171,7 @@ function M.new(track, opts)
     max_events = count(opts.max_events, "max_events", 1, d.max_events),
     max_bytes = count(opts.max_bytes, "max_bytes", 1, d.max_bytes),
     batch_bytes = batch_bytes,
-    op_max = op_bytes,
+    op_bytes = op_bytes,
     flush_interval = count(opts.flush_interval, "flush_interval", 0, d.flush_interval),
     max_in_flight = count(opts.max_in_flight, "max_in_flight", 1, d.max_in_flight),
     close_timeout = count(opts.close_timeout, "close_timeout", 0, d.close_timeout),

@@ -1,0 +1,1065 @@
+/*
+ * queue_worker.c - the background delivery queue behind customerio.Queue: the worker. Its Lua
+ * binding is queue.c; this file does not include lua.h (see queue_worker.h).
+ *
+ * The Lua side encodes each Track v2 operation to JSON and pushes the bytes
+ * here; a worker pthread with its own libcurl multi handle packs them into
+ * `{"batch":[op,op,...]}` bodies of at most batch_bytes and POSTs them to
+ * /api/v2/batch, several at a time over kept-alive connections. The worker
+ * never touches the Lua state: what Lua must hear about (operations that
+ * could not be delivered) goes into a list of reports that Lua drains with
+ * poll() and hands to its on_error callback on its own thread.
+ *
+ * Shared state lives in queue_state, guarded by one mutex:
+ *   pending   FIFO of encoded operations not yet in a batch
+ *   retries   batches waiting for their backoff to pass
+ *   reports   failed operations waiting for Lua
+ *   counters  enqueued, sent, failed, dropped, retried, ...
+ * Batches in transfer belong to the worker alone (its slots). Memory is
+ * bounded by max_events and max_bytes, counted over pending, retrying and
+ * in-flight operations: push() refuses an operation that would pass them.
+ *
+ * Retries follow customerio.http.retry (Node 5.x): retryable statuses, network
+ * and timeout failures are replayed with exponential backoff or Retry-After,
+ * up to max_retries and a total backoff budget. A 207 response means the
+ * operations it lists were rejected for good (validation): they are reported,
+ * the others counted as sent, and nothing is resent. Event ULIDs make a
+ * replayed batch safe to count once on the server side.
+ *
+ * Shutdown: close() (and __gc, __close, and an atexit hook for os.exit
+ * without closing the state) sends everything still held, waits up to a
+ * timeout, then gives up on what is left, reporting it, and joins the thread.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <dlfcn.h>
+
+#include <cJSON.h>
+#include <curl/curl.h>
+
+#include "http_common.h"
+#include "queue_worker.h"
+
+#define QUEUE_MAX_RESPONSE (1024 * 1024)
+#define QUEUE_IDLE_WAIT_MS 1000
+
+#if LIBCURL_VERSION_NUM >= 0x074400 /* 7.68.0: curl_multi_poll and curl_multi_wakeup */
+#define QUEUE_HAS_WAKEUP 1
+#else
+#define QUEUE_HAS_WAKEUP 0
+#endif
+
+typedef cio_queue_report queue_report;
+
+typedef struct queue_op {
+  struct queue_op *next;
+  int64_t at_ms; /* monotonic time of enqueue (age trigger) */
+  size_t len;
+  char data[];
+} queue_op;
+
+/* A batch: its body, and where each operation sits in it (op i spans offs[i] .. offs[i+1]-1). */
+typedef struct queue_batch {
+  struct queue_batch *next; /* retry list */
+  char *body;
+  size_t len;
+  size_t n;
+  size_t *offs;
+  size_t bytes;   /* sum of operation lengths, what max_bytes counts */
+  int retries;    /* replays so far */
+  double waited;  /* ms of backoff so far */
+  int64_t due_ms; /* when a waiting retry may start */
+} queue_batch;
+
+/* Operations the worker could not deliver, waiting for Lua's poll(). */
+typedef struct {
+  char *data;
+  size_t len, cap;
+  int truncated;
+} queue_buf;
+
+typedef struct {
+  CURL *easy;
+  queue_batch *batch; /* NULL when the slot is free */
+  struct curl_slist *retry_headers;
+  queue_buf resp;
+  char retry_after[64];
+  char errbuf[CURL_ERROR_SIZE];
+} queue_slot;
+
+typedef struct cio_queue {
+  pthread_mutex_t mu;
+  pthread_cond_t progress; /* signalled whenever operations finish */
+  pthread_t thread;
+  int thread_started, joined, closed, stopping, abort_all, wake_pending;
+
+  /* Configuration, read-only once the thread runs. */
+  cio_queue_config cfg;
+
+  /* Shared, under mu. */
+  queue_op *head, *tail;
+  size_t queued, queued_bytes;
+  queue_batch *retry_list;
+  size_t inflight, inflight_bytes; /* in slots or waiting to retry */
+  queue_report *rep_head, *rep_tail;
+  size_t reports;
+  uint64_t enqueued, sent, failed, dropped, rejected, retried, requests, batches, taken, flush_target;
+
+  /* Worker only. */
+  CURLM *multi;
+  queue_slot *slots;
+  int active;
+  uint64_t rng;
+
+  struct cio_queue *live_next; /* the process-wide list the atexit hook walks */
+} queue_state;
+
+static pthread_mutex_t queue_live_mu = PTHREAD_MUTEX_INITIALIZER;
+static queue_state *queue_live = NULL;
+static int queue_atexit_done = 0;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Small helpers                                                                             */
+
+static int64_t queue_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *queue_strdup(const char *s, size_t n) {
+  char *p = (char *)malloc(n + 1);
+  if (p == NULL) return NULL;
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+/* xorshift64*, for backoff jitter only. */
+static double queue_random(queue_state *q) {
+  uint64_t x = q->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  q->rng = x;
+  return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+static int queue_buf_append(queue_buf *b, const char *p, size_t n, size_t limit) {
+  if (b->len + n > limit) {
+    b->truncated = 1;
+    n = limit > b->len ? limit - b->len : 0;
+    if (n == 0) return 0;
+  }
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 1024;
+    char *grown;
+    while (cap < b->len + n + 1) cap *= 2;
+    grown = (char *)realloc(b->data, cap);
+    if (grown == NULL) {
+      b->truncated = 1;
+      return -1;
+    }
+    b->data = grown;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return 0;
+}
+
+static void queue_batch_free(queue_batch *b) {
+  if (b == NULL) return;
+  free(b->body);
+  free(b->offs);
+  free(b);
+}
+
+static void queue_report_free(queue_report *r) {
+  free(r->ops);
+  free(r->offs);
+  free(r->message);
+  free(r->body);
+  free(r->detail);
+  free(r);
+}
+
+/* Wake the worker (from any thread). Caller holds mu. */
+static void queue_wake_locked(queue_state *q) {
+  if (q->wake_pending || q->multi == NULL) return;
+  q->wake_pending = 1;
+#if QUEUE_HAS_WAKEUP
+  curl_multi_wakeup(q->multi);
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Reports (worker side)                                                                     */
+
+static queue_report *queue_report_new(const char *kind, long status, int attempts, const char *message,
+                                      const queue_buf *resp) {
+  queue_report *r = (queue_report *)calloc(1, sizeof *r);
+  if (r == NULL) return NULL;
+  r->kind = kind;
+  r->status = status;
+  r->attempts = attempts;
+  if (message != NULL && message[0] != '\0') r->message = queue_strdup(message, strlen(message));
+  if (resp != NULL && resp->len > 0) {
+    r->body = queue_strdup(resp->data, resp->len);
+    if (r->body != NULL) r->body_len = resp->len;
+  }
+  return r;
+}
+
+/* Queue a report, or say on stderr what was lost when there is no memory to keep it. */
+static void queue_report_push_locked(queue_state *q, queue_report *r, size_t n, const char *kind) {
+  if (r == NULL) {
+    fprintf(stderr, "customerio.Queue: %lu operation(s) failed (%s); out of memory to report them\n",
+            (unsigned long)n, kind);
+    return;
+  }
+  if (q->rep_tail) q->rep_tail->next = r;
+  else q->rep_head = r;
+  q->rep_tail = r;
+  q->reports++;
+}
+
+/* The whole batch failed: hand its body over to a report. */
+static void queue_fail_batch(queue_state *q, queue_batch *b, const char *kind, long status, const char *message,
+                             const queue_buf *resp) {
+  queue_report *r = queue_report_new(kind, status, b->retries + 1, message, resp);
+  if (r != NULL) {
+    r->ops = b->body;
+    r->offs = b->offs;
+    r->n = b->n;
+    b->body = NULL;
+    b->offs = NULL;
+  }
+  pthread_mutex_lock(&q->mu);
+  q->failed += b->n;
+  q->inflight -= b->n;
+  q->inflight_bytes -= b->bytes;
+  queue_report_push_locked(q, r, b->n, kind);
+  pthread_cond_broadcast(&q->progress);
+  pthread_mutex_unlock(&q->mu);
+  queue_batch_free(b);
+}
+
+/* A report for operation i of a batch (207), with the error entries that name it. */
+static queue_report *queue_report_op(queue_batch *b, size_t i, cJSON *entries, int attempts, long status) {
+  queue_report *r = queue_report_new("http", status, attempts, NULL, NULL);
+  size_t start = b->offs[i], len = b->offs[i + 1] - 1 - start;
+  if (r == NULL) return NULL;
+  r->ops = queue_strdup(b->body + start, len);
+  r->offs = (size_t *)malloc(2 * sizeof(size_t));
+  r->detail = cJSON_PrintUnformatted(entries);
+  if (r->ops == NULL || r->offs == NULL || r->detail == NULL) {
+    queue_report_free(r);
+    return NULL;
+  }
+  r->offs[0] = 0;
+  r->offs[1] = len + 1;
+  r->n = 1;
+  return r;
+}
+
+/* 207: split the rejected operations (by batch_index) from the accepted ones. */
+static void queue_partial(queue_state *q, queue_batch *b, const queue_slot *s, long status) {
+  cJSON *root = s->resp.truncated ? NULL : cJSON_ParseWithLength(s->resp.data ? s->resp.data : "", s->resp.len);
+  cJSON *errs = root ? cJSON_GetObjectItemCaseSensitive(root, "errors") : NULL;
+  unsigned char *bad = NULL;
+  size_t i, nbad = 0;
+  queue_report *first = NULL, *last = NULL;
+
+  if (cJSON_IsArray(errs)) bad = (unsigned char *)calloc(b->n ? b->n : 1, 1);
+  if (bad != NULL) {
+    cJSON *e;
+    cJSON_ArrayForEach(e, errs) {
+      cJSON *idx = cJSON_GetObjectItemCaseSensitive(e, "batch_index");
+      if (cJSON_IsNumber(idx) && idx->valuedouble >= 0 && idx->valuedouble < (double)b->n &&
+          idx->valuedouble == (double)(size_t)idx->valuedouble) {
+        size_t k = (size_t)idx->valuedouble;
+        if (!bad[k]) nbad++;
+        bad[k] = 1;
+      }
+    }
+    for (i = 0; i < b->n; i++) {
+      cJSON *entries, *e2;
+      queue_report *r;
+      if (!bad[i]) continue;
+      entries = cJSON_CreateArray();
+      if (entries != NULL) {
+        cJSON_ArrayForEach(e2, errs) {
+          cJSON *idx = cJSON_GetObjectItemCaseSensitive(e2, "batch_index");
+          if (cJSON_IsNumber(idx) && idx->valuedouble == (double)i) {
+            cJSON *copy = cJSON_Duplicate(e2, 1);
+            if (copy == NULL || !cJSON_AddItemToArray(entries, copy)) cJSON_Delete(copy);
+          }
+        }
+      }
+      r = entries ? queue_report_op(b, i, entries, b->retries + 1, status) : NULL;
+      cJSON_Delete(entries);
+      if (r == NULL) {
+        fprintf(stderr, "customerio.Queue: operation %lu rejected (207); out of memory to report it\n",
+                (unsigned long)i);
+        continue;
+      }
+      if (last) last->next = r;
+      else first = r;
+      last = r;
+    }
+  }
+  pthread_mutex_lock(&q->mu);
+  if (bad == NULL && cJSON_IsArray(errs))
+    fprintf(stderr, "customerio.Queue: 207 response; out of memory to split it, operations counted as sent\n");
+  if (bad == NULL && b->n > 0 && !cJSON_IsArray(errs)) {
+    /* A 207 without a readable error list: the server accepted the request; say so once. */
+    queue_report *r = queue_report_new("http", status, b->retries + 1,
+                                       "207 response without a readable errors list; operations counted as sent",
+                                       &s->resp);
+    queue_report_push_locked(q, r, 0, "http");
+  }
+  q->sent += b->n - nbad;
+  q->failed += nbad;
+  q->inflight -= b->n;
+  q->inflight_bytes -= b->bytes;
+  while (first != NULL) {
+    queue_report *next = first->next;
+    first->next = NULL;
+    queue_report_push_locked(q, first, 1, "http");
+    first = next;
+  }
+  pthread_cond_broadcast(&q->progress);
+  pthread_mutex_unlock(&q->mu);
+  free(bad);
+  cJSON_Delete(root);
+  queue_batch_free(b);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Transfers (worker side)                                                                   */
+
+static size_t queue_on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
+  queue_slot *s = (queue_slot *)userdata;
+  size_t n = size * nmemb;
+  queue_buf_append(&s->resp, ptr, n, QUEUE_MAX_RESPONSE);
+  return n; /* keep reading; a long body is only truncated */
+}
+
+static size_t queue_on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
+  queue_slot *s = (queue_slot *)userdata;
+  size_t n = size * nmemb;
+  static const char name[] = "retry-after:";
+  if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) s->retry_after[0] = '\0';
+  if (n > sizeof name - 1 && strncasecmp(ptr, name, sizeof name - 1) == 0) {
+    const char *v = ptr + sizeof name - 1, *end = ptr + n;
+    size_t len;
+    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t')) end--;
+    len = (size_t)(end - v);
+    if (len >= sizeof s->retry_after) len = sizeof s->retry_after - 1;
+    memcpy(s->retry_after, v, len);
+    s->retry_after[len] = '\0';
+  }
+  return n;
+}
+
+static int queue_slot_init(queue_state *q, queue_slot *s) {
+  const char *failed = "";
+  CURL *e = curl_easy_init();
+  if (e == NULL) return -1;
+  s->easy = e;
+  if (cio_curl_setup(e, s->errbuf, q->cfg.connect_timeout_ms, q->cfg.ca_file, &failed) != CURLE_OK ||
+      curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)s) != CURLE_OK ||
+      curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, queue_on_body) != CURLE_OK ||
+      curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)s) != CURLE_OK ||
+      curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, queue_on_header) != CURLE_OK ||
+      curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)s) != CURLE_OK ||
+      curl_easy_setopt(e, CURLOPT_URL, q->cfg.url) != CURLE_OK ||
+      curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK ||
+      curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, q->cfg.timeout_ms) != CURLE_OK)
+    return -1;
+  return 0;
+}
+
+static void queue_slot_release(queue_slot *s) {
+  if (s->easy) curl_easy_cleanup(s->easy);
+  s->easy = NULL;
+  curl_slist_free_all(s->retry_headers);
+  s->retry_headers = NULL;
+  free(s->resp.data);
+  s->resp.data = NULL;
+  s->resp.len = s->resp.cap = 0;
+}
+
+/* Start sending batch b on slot s. Returns 0, or -1 (the batch is left to the caller). */
+static int queue_slot_start(queue_state *q, queue_slot *s, queue_batch *b) {
+  struct curl_slist *headers = q->cfg.headers;
+  curl_slist_free_all(s->retry_headers);
+  s->retry_headers = NULL;
+  if (b->retries > 0) {
+    struct curl_slist *h;
+    char line[40];
+    for (h = q->cfg.headers; h != NULL; h = h->next) {
+      struct curl_slist *grown = curl_slist_append(s->retry_headers, h->data);
+      if (grown == NULL) return -1;
+      s->retry_headers = grown;
+    }
+    snprintf(line, sizeof line, "X-Retry-Count: %d", b->retries);
+    headers = curl_slist_append(s->retry_headers, line);
+    if (headers == NULL) return -1;
+    s->retry_headers = headers;
+  }
+  s->resp.len = 0;
+  s->resp.truncated = 0;
+  s->retry_after[0] = '\0';
+  s->errbuf[0] = '\0';
+  if (curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
+      curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len) != CURLE_OK ||
+      curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, b->body) != CURLE_OK)
+    return -1;
+  if (curl_multi_add_handle(q->multi, s->easy) != CURLM_OK) return -1;
+  s->batch = b;
+  q->active++;
+  return 0;
+}
+
+/* Milliseconds to wait before replay number n: customerio.http.retry's policy (Retry-After wins). */
+static double queue_backoff(queue_state *q, int n, const char *retry_after) {
+  const cio_retry_policy *p = &q->cfg.retry;
+  double ms;
+  if (p->respect_retry_after && retry_after != NULL && retry_after[0] != '\0') {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (cio_retry_after(retry_after, strlen(retry_after), (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, &ms) ==
+        0) {
+      if (ms > p->retry_after_max * 1000) ms = p->retry_after_max * 1000;
+      return ms;
+    }
+  }
+  return cio_backoff_ms(p->min_timeout, p->max_timeout, n, queue_random(q));
+}
+
+unsigned cio_queue_kind_bit(const char *kind) {
+  if (strcmp(kind, "network") == 0) return CIO_KIND_NETWORK;
+  if (strcmp(kind, "timeout") == 0) return CIO_KIND_TIMEOUT;
+  if (strcmp(kind, "tls") == 0) return CIO_KIND_TLS;
+  if (strcmp(kind, "request") == 0) return CIO_KIND_REQUEST;
+  return 0;
+}
+
+/* A transfer ended (rc from libcurl; CURLE_OK means a response was read). */
+static void queue_finish(queue_state *q, queue_slot *s, CURLcode rc) {
+  queue_batch *b = s->batch;
+  long status = 0;
+  int retryable;
+  const char *kind;
+  char message[CURL_ERROR_SIZE + 64];
+
+  curl_multi_remove_handle(q->multi, s->easy);
+  s->batch = NULL;
+  q->active--;
+  pthread_mutex_lock(&q->mu);
+  q->requests++;
+  pthread_mutex_unlock(&q->mu);
+
+  if (rc == CURLE_OK) {
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status == 207) {
+      queue_partial(q, b, s, status);
+      return;
+    }
+    if (status >= 200 && status < 300) {
+      pthread_mutex_lock(&q->mu);
+      q->sent += b->n;
+      q->inflight -= b->n;
+      q->inflight_bytes -= b->bytes;
+      pthread_cond_broadcast(&q->progress);
+      pthread_mutex_unlock(&q->mu);
+      queue_batch_free(b);
+      return;
+    }
+    kind = "http";
+    retryable = status > 0 && status < 600 && q->cfg.retry.retry_status[status];
+    snprintf(message, sizeof message, "HTTP status %ld", status);
+  } else {
+    kind = cio_curl_error_kind(rc);
+    retryable = (q->cfg.retry.retry_kinds & cio_queue_kind_bit(kind)) != 0;
+    snprintf(message, sizeof message, "%s", s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc));
+  }
+
+  if (retryable && b->retries < q->cfg.retry.max_retries) {
+    double wait = queue_backoff(q, b->retries, rc == CURLE_OK ? s->retry_after : NULL);
+    if (b->waited + wait <= q->cfg.retry.max_total_backoff) {
+      b->waited += wait;
+      b->retries++;
+      b->due_ms = queue_now_ms() + (int64_t)wait;
+      pthread_mutex_lock(&q->mu);
+      q->retried++;
+      b->next = q->retry_list;
+      q->retry_list = b;
+      pthread_mutex_unlock(&q->mu);
+      return;
+    }
+  }
+  queue_fail_batch(q, b, kind, status, message, rc == CURLE_OK ? &s->resp : NULL);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The worker                                                                                */
+
+/* Size of one body holding every pending operation. Caller holds mu. */
+static size_t queue_pending_size_locked(const queue_state *q) {
+  return q->queued == 0 ? 0 : CIO_QUEUE_BATCH_OVERHEAD + q->queued_bytes + q->queued - 1;
+}
+
+/* Whether the pending operations make a batch now. Caller holds mu. */
+static int queue_ready_locked(queue_state *q, int64_t now) {
+  if (q->queued == 0) return 0;
+  if (q->stopping || q->taken < q->flush_target) return 1;
+  if (queue_pending_size_locked(q) >= q->cfg.batch_bytes) return 1;
+  return now - q->head->at_ms >= q->cfg.flush_interval_ms;
+}
+
+/* Detach the operations of the next batch from the pending FIFO. Caller holds mu. */
+static queue_op *queue_take_locked(queue_state *q, size_t *n_out, size_t *size_out, size_t *bytes_out) {
+  queue_op *first = q->head, *op = first, *last = NULL;
+  size_t size = CIO_QUEUE_BATCH_OVERHEAD, n = 0, bytes = 0;
+  while (op != NULL) {
+    size_t add = op->len + (n > 0 ? 1 : 0);
+    if (n > 0 && size + add > q->cfg.batch_bytes) break;
+    size += add;
+    bytes += op->len;
+    n++;
+    last = op;
+    op = op->next;
+  }
+  q->head = op;
+  if (op == NULL) q->tail = NULL;
+  last->next = NULL;
+  q->queued -= n;
+  q->queued_bytes -= bytes;
+  q->inflight += n;
+  q->inflight_bytes += bytes;
+  q->taken += n;
+  q->batches++;
+  *n_out = n;
+  *size_out = size;
+  *bytes_out = bytes;
+  return first;
+}
+
+/* Put operations back at the head of the FIFO (no memory for their batch). Caller holds mu. */
+static void queue_untake_locked(queue_state *q, queue_op *chain, size_t n, size_t bytes) {
+  queue_op *last = chain;
+  while (last->next != NULL) last = last->next;
+  last->next = q->head;
+  q->head = chain;
+  if (q->tail == NULL) q->tail = last;
+  q->queued += n;
+  q->queued_bytes += bytes;
+  q->inflight -= n;
+  q->inflight_bytes -= bytes;
+  q->taken -= n;
+  q->batches--;
+}
+
+/* Build a batch body from a detached chain; frees the chain on success. */
+static queue_batch *queue_build(queue_op *chain, size_t n, size_t size, size_t bytes) {
+  queue_batch *b = (queue_batch *)calloc(1, sizeof *b);
+  size_t at, i;
+  queue_op *op;
+  if (b == NULL) return NULL;
+  b->body = (char *)malloc(size + 1);
+  b->offs = (size_t *)malloc((n + 1) * sizeof(size_t));
+  if (b->body == NULL || b->offs == NULL) {
+    queue_batch_free(b);
+    return NULL;
+  }
+  at = sizeof CIO_QUEUE_BATCH_OPEN - 1;
+  memcpy(b->body, CIO_QUEUE_BATCH_OPEN, at);
+  for (op = chain, i = 0; op != NULL; op = op->next, i++) {
+    if (i > 0) b->body[at++] = ',';
+    b->offs[i] = at;
+    memcpy(b->body + at, op->data, op->len);
+    at += op->len;
+  }
+  b->offs[n] = at + 1;
+  memcpy(b->body + at, CIO_QUEUE_BATCH_CLOSE, sizeof CIO_QUEUE_BATCH_CLOSE - 1);
+  at += sizeof CIO_QUEUE_BATCH_CLOSE - 1;
+  b->body[at] = '\0';
+  b->len = at;
+  b->n = n;
+  b->bytes = bytes;
+  while (chain != NULL) {
+    op = chain->next;
+    free(chain);
+    chain = op;
+  }
+  return b;
+}
+
+/* Give up on everything still held (close timed out). */
+static void queue_abort_all(queue_state *q) {
+  int i;
+  queue_op *chain;
+  queue_batch *retries;
+  size_t n = 0, bytes = 0, size = 0;
+  for (i = 0; i < q->cfg.max_in_flight; i++) {
+    queue_slot *s = &q->slots[i];
+    if (s->batch != NULL) {
+      queue_batch *b = s->batch;
+      curl_multi_remove_handle(q->multi, s->easy);
+      s->batch = NULL;
+      q->active--;
+      queue_fail_batch(q, b, "closed", 0, "queue closed before delivery was confirmed", NULL);
+    }
+  }
+  pthread_mutex_lock(&q->mu);
+  retries = q->retry_list;
+  q->retry_list = NULL;
+  chain = q->queued > 0 ? queue_take_locked(q, &n, &size, &bytes) : NULL;
+  pthread_mutex_unlock(&q->mu);
+  while (retries != NULL) {
+    queue_batch *next = retries->next;
+    queue_fail_batch(q, retries, "closed", 0, "queue closed while the batch waited to be retried", NULL);
+    retries = next;
+  }
+  while (chain != NULL) {
+    queue_batch *b = queue_build(chain, n, size, bytes);
+    if (b == NULL) {
+      queue_op *op;
+      pthread_mutex_lock(&q->mu);
+      q->failed += n;
+      q->inflight -= n;
+      q->inflight_bytes -= bytes;
+      pthread_mutex_unlock(&q->mu);
+      fprintf(stderr, "customerio.Queue: %lu operation(s) not sent at close; out of memory to report them\n",
+              (unsigned long)n);
+      while (chain != NULL) {
+        op = chain->next;
+        free(chain);
+        chain = op;
+      }
+    } else {
+      queue_fail_batch(q, b, "closed", 0, "queue closed before the operation was sent", NULL);
+    }
+    pthread_mutex_lock(&q->mu);
+    chain = q->queued > 0 ? queue_take_locked(q, &n, &size, &bytes) : NULL;
+    pthread_mutex_unlock(&q->mu);
+  }
+  pthread_mutex_lock(&q->mu);
+  pthread_cond_broadcast(&q->progress);
+  pthread_mutex_unlock(&q->mu);
+}
+
+static void *queue_worker(void *arg) {
+  queue_state *q = (queue_state *)arg;
+  for (;;) {
+    int64_t now = queue_now_ms(), deadline = now + QUEUE_IDLE_WAIT_MS;
+    int i, running = 0, started = 0, done = 0, oom = 0;
+    queue_batch *starts[CIO_QUEUE_MAX_SLOTS];
+    struct {
+      queue_op *chain;
+      size_t n, size, bytes;
+    } takes[CIO_QUEUE_MAX_SLOTS];
+    int nstarts = 0, ntakes = 0, free_slots = q->cfg.max_in_flight - q->active;
+    CURLMsg *msg;
+    int left;
+
+    pthread_mutex_lock(&q->mu);
+    if (q->abort_all) {
+      pthread_mutex_unlock(&q->mu);
+      queue_abort_all(q);
+      break;
+    }
+    /* Due retries first, then fresh batches, while slots are free. */
+    while (free_slots > 0) {
+      queue_batch **pp = &q->retry_list, **best = NULL;
+      for (; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->due_ms <= now && (best == NULL || (*pp)->due_ms < (*best)->due_ms)) best = pp;
+      if (best != NULL) {
+        queue_batch *b = *best;
+        *best = b->next;
+        b->next = NULL;
+        starts[nstarts++] = b;
+      } else if (queue_ready_locked(q, now)) {
+        takes[ntakes].chain = queue_take_locked(q, &takes[ntakes].n, &takes[ntakes].size, &takes[ntakes].bytes);
+        ntakes++;
+      } else {
+        break;
+      }
+      free_slots--;
+    }
+    if (q->stopping && q->queued == 0 && q->retry_list == NULL && q->active == 0 && nstarts == 0 && ntakes == 0) {
+      pthread_mutex_unlock(&q->mu);
+      break;
+    }
+    /* How long we may sleep: the next retry, the age of the oldest pending operation. */
+    {
+      queue_batch *b;
+      for (b = q->retry_list; b != NULL; b = b->next)
+        if (b->due_ms < deadline) deadline = b->due_ms;
+      if (q->queued > 0 && free_slots > 0) {
+        int64_t due = q->head->at_ms + q->cfg.flush_interval_ms;
+        if (due < deadline) deadline = due;
+      }
+    }
+    q->wake_pending = 0;
+    pthread_mutex_unlock(&q->mu);
+
+    for (i = 0; i < ntakes; i++) {
+      queue_batch *b = queue_build(takes[i].chain, takes[i].n, takes[i].size, takes[i].bytes);
+      if (b == NULL) {
+        /* Out of memory: put the operations back and try again in a moment. */
+        pthread_mutex_lock(&q->mu);
+        queue_untake_locked(q, takes[i].chain, takes[i].n, takes[i].bytes);
+        pthread_mutex_unlock(&q->mu);
+        oom = 1;
+      } else {
+        starts[nstarts++] = b;
+      }
+    }
+    for (i = 0; i < nstarts; i++) {
+      queue_slot *s = NULL;
+      int k;
+      for (k = 0; k < q->cfg.max_in_flight; k++)
+        if (q->slots[k].batch == NULL) {
+          s = &q->slots[k];
+          break;
+        }
+      if (s == NULL || queue_slot_start(q, s, starts[i]) != 0) {
+        queue_fail_batch(q, starts[i], "request", 0, "could not start the transfer (libcurl or out of memory)", NULL);
+      } else {
+        started++;
+      }
+    }
+
+    if (curl_multi_perform(q->multi, &running) != CURLM_OK) running = 0;
+    while ((msg = curl_multi_info_read(q->multi, &left)) != NULL) {
+      if (msg->msg == CURLMSG_DONE) {
+        queue_slot *s = NULL;
+        CURLcode rc = msg->data.result;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+        if (s != NULL && s->batch != NULL) {
+          queue_finish(q, s, rc);
+          done++;
+        }
+      }
+    }
+    if (done > 0) continue;
+
+    {
+      int64_t wait = deadline - queue_now_ms();
+      if (oom && wait > 100) wait = 100;
+      if (wait < 0) wait = 0;
+#if QUEUE_HAS_WAKEUP
+      curl_multi_poll(q->multi, NULL, 0, (int)wait, NULL);
+#else
+      if (wait > 10) wait = 10;
+      curl_multi_wait(q->multi, NULL, 0, (int)wait, NULL);
+#endif
+    }
+    (void)started;
+  }
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Life cycle                                                                                */
+
+static void queue_free_state(queue_state *q) {
+  int i;
+  queue_op *op = q->head;
+  queue_batch *b = q->retry_list;
+  queue_report *r = q->rep_head;
+  while (op != NULL) {
+    queue_op *next = op->next;
+    free(op);
+    op = next;
+  }
+  while (b != NULL) {
+    queue_batch *next = b->next;
+    queue_batch_free(b);
+    b = next;
+  }
+  while (r != NULL) {
+    queue_report *next = r->next;
+    queue_report_free(r);
+    r = next;
+  }
+  if (q->slots != NULL) {
+    for (i = 0; i < q->cfg.max_in_flight; i++) {
+      if (q->slots[i].batch != NULL && q->multi != NULL) curl_multi_remove_handle(q->multi, q->slots[i].easy);
+      queue_batch_free(q->slots[i].batch);
+      queue_slot_release(&q->slots[i]);
+    }
+    free(q->slots);
+  }
+  if (q->multi != NULL) curl_multi_cleanup(q->multi);
+  curl_slist_free_all(q->cfg.headers);
+  free(q->cfg.url);
+  free(q->cfg.ca_file);
+  pthread_cond_destroy(&q->progress);
+  pthread_mutex_destroy(&q->mu);
+  free(q);
+}
+
+static void queue_live_remove(queue_state *q) {
+  queue_state **pp;
+  pthread_mutex_lock(&queue_live_mu);
+  for (pp = &queue_live; *pp != NULL; pp = &(*pp)->live_next)
+    if (*pp == q) {
+      *pp = q->live_next;
+      break;
+    }
+  pthread_mutex_unlock(&queue_live_mu);
+}
+
+/* Wait until nothing is held or the deadline passes. Caller holds mu. Returns 1 when empty. */
+static int queue_wait_locked(queue_state *q, int64_t timeout_ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += (time_t)(timeout_ms / 1000);
+  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  while (q->queued + q->inflight > 0 && q->thread_started && !q->joined) {
+    int rc = pthread_cond_timedwait(&q->progress, &q->mu, &until);
+    if (rc == ETIMEDOUT) break;
+  }
+  return q->queued + q->inflight == 0;
+}
+
+/* Send everything, wait up to timeout_ms, give up on the rest, stop the worker. Idempotent. */
+static int queue_shutdown(queue_state *q, int64_t timeout_ms) {
+  int clean;
+  pthread_mutex_lock(&q->mu);
+  if (q->closed) {
+    pthread_mutex_unlock(&q->mu);
+    return 1;
+  }
+  q->closed = 1;
+  q->stopping = 1;
+  q->flush_target = q->enqueued;
+  queue_wake_locked(q);
+  clean = queue_wait_locked(q, timeout_ms);
+  if (!clean) q->abort_all = 1;
+  q->wake_pending = 0;
+  queue_wake_locked(q);
+  pthread_mutex_unlock(&q->mu);
+  if (q->thread_started && !q->joined) {
+    pthread_join(q->thread, NULL);
+    q->joined = 1;
+  }
+  queue_live_remove(q);
+  return clean;
+}
+
+/* On exit() without lua_close (os.exit(code) in 5.4 by default): deliver what is held. */
+static void queue_atexit(void) {
+  for (;;) {
+    queue_state *q;
+    pthread_mutex_lock(&queue_live_mu);
+    q = queue_live;
+    pthread_mutex_unlock(&queue_live_mu);
+    if (q == NULL) break;
+    queue_shutdown(q, q->cfg.close_timeout_ms);
+    queue_live_remove(q);
+    pthread_mutex_lock(&q->mu);
+    if (q->reports > 0 || q->failed > 0)
+      fprintf(stderr, "customerio.Queue: at exit, %lu operation(s) could not be delivered\n",
+              (unsigned long)q->failed);
+    pthread_mutex_unlock(&q->mu);
+  }
+}
+
+/*
+ * An atexit handler must not outlive its code: lua_close dlcloses C modules. Keep this
+ * library loaded for the life of the process (RTLD_NODELETE) before registering one; if that
+ * fails, do without the hook (lua_close still runs __gc, which flushes).
+ */
+static int queue_pin_library(void) {
+  Dl_info info;
+  if (dladdr((void *)&queue_atexit, &info) == 0 || info.dli_fname == NULL) return 0;
+  return dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) != NULL;
+}
+
+
+/* ---------------------------------------------------------------------------------------- */
+/* What the binding calls (queue_worker.h)                                                   */
+
+cio_queue *cio_queue_alloc(void) {
+  pthread_condattr_t attr;
+  int rc;
+  queue_state *q = (queue_state *)calloc(1, sizeof *q);
+  if (q == NULL) return NULL;
+  if (pthread_mutex_init(&q->mu, NULL) != 0) {
+    free(q);
+    return NULL;
+  }
+  if (pthread_condattr_init(&attr) != 0) {
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+    return NULL;
+  }
+  rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  if (rc == 0) rc = pthread_cond_init(&q->progress, &attr);
+  pthread_condattr_destroy(&attr);
+  if (rc != 0) {
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+    return NULL;
+  }
+  q->closed = 1; /* until the thread runs */
+  return q;
+}
+
+cio_queue_config *cio_queue_config_of(cio_queue *q) {
+  return &q->cfg;
+}
+
+const char *cio_queue_start(cio_queue *q) {
+  int i, rc;
+  q->rng = (uint64_t)queue_now_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)q ^ (uint64_t)getpid();
+  if (q->rng == 0) q->rng = 0x9E3779B97F4A7C15ULL;
+  q->multi = curl_multi_init();
+  if (q->multi == NULL) return "curl_multi_init failed";
+  if (curl_multi_setopt(q->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)q->cfg.max_in_flight) != CURLM_OK ||
+      curl_multi_setopt(q->multi, CURLMOPT_MAXCONNECTS, (long)q->cfg.max_in_flight) != CURLM_OK)
+    return "curl_multi_setopt failed";
+  q->slots = (queue_slot *)calloc((size_t)q->cfg.max_in_flight, sizeof(queue_slot));
+  if (q->slots == NULL) return "out of memory";
+  for (i = 0; i < q->cfg.max_in_flight; i++)
+    if (queue_slot_init(q, &q->slots[i]) != 0) return "curl_easy_init/setopt failed";
+
+  q->closed = 0;
+  rc = pthread_create(&q->thread, NULL, queue_worker, q);
+  if (rc != 0) {
+    q->closed = 1;
+    return "pthread_create failed";
+  }
+  q->thread_started = 1;
+
+  pthread_mutex_lock(&queue_live_mu);
+  q->live_next = queue_live;
+  queue_live = q;
+  if (!queue_atexit_done && queue_pin_library() && atexit(queue_atexit) == 0) queue_atexit_done = 1;
+  pthread_mutex_unlock(&queue_live_mu);
+  return NULL;
+}
+
+cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, size_t *reports) {
+  queue_op *op;
+  if (len > q->cfg.op_bytes) {
+    pthread_mutex_lock(&q->mu);
+    q->rejected++;
+    pthread_mutex_unlock(&q->mu);
+    return CIO_PUSH_TOO_LARGE;
+  }
+  op = (queue_op *)malloc(sizeof *op + len);
+  if (op == NULL) return CIO_PUSH_NOMEM;
+  op->next = NULL;
+  op->len = len;
+  memcpy(op->data, data, len);
+  op->at_ms = queue_now_ms();
+
+  pthread_mutex_lock(&q->mu);
+  if (q->closed) {
+    pthread_mutex_unlock(&q->mu);
+    free(op);
+    return CIO_PUSH_CLOSED;
+  }
+  if (q->queued + q->inflight + 1 > q->cfg.max_events ||
+      q->queued_bytes + q->inflight_bytes + len > q->cfg.max_bytes) {
+    q->dropped++;
+    pthread_mutex_unlock(&q->mu);
+    free(op);
+    return CIO_PUSH_FULL;
+  }
+  {
+    size_t before = queue_pending_size_locked(q);
+    if (q->tail) q->tail->next = op;
+    else q->head = op;
+    q->tail = op;
+    q->queued++;
+    q->queued_bytes += len;
+    q->enqueued++;
+    /* Wake the worker only when it has something new to decide: an age timer to arm, a full batch. */
+    if (before == 0 || (before < q->cfg.batch_bytes && queue_pending_size_locked(q) >= q->cfg.batch_bytes))
+      queue_wake_locked(q);
+  }
+  *reports = q->reports;
+  pthread_mutex_unlock(&q->mu);
+  return CIO_PUSH_OK;
+}
+
+cio_queue_report *cio_queue_take_reports(cio_queue *q) {
+  queue_report *r;
+  pthread_mutex_lock(&q->mu);
+  r = q->rep_head;
+  q->rep_head = q->rep_tail = NULL;
+  q->reports = 0;
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
+void cio_queue_report_free(cio_queue_report *r) {
+  queue_report_free(r);
+}
+
+int cio_queue_flush(cio_queue *q, int64_t timeout_ms) {
+  int clean;
+  pthread_mutex_lock(&q->mu);
+  q->flush_target = q->enqueued;
+  q->wake_pending = 0;
+  queue_wake_locked(q);
+  clean = queue_wait_locked(q, timeout_ms);
+  pthread_mutex_unlock(&q->mu);
+  return clean;
+}
+
+int cio_queue_shutdown(cio_queue *q, int64_t timeout_ms) {
+  return queue_shutdown(q, timeout_ms);
+}
+
+void cio_queue_get_stats(cio_queue *q, cio_queue_stats *out) {
+  pthread_mutex_lock(&q->mu);
+  out->enqueued = q->enqueued;
+  out->sent = q->sent;
+  out->failed = q->failed;
+  out->dropped = q->dropped;
+  out->rejected = q->rejected;
+  out->retried = q->retried;
+  out->requests = q->requests;
+  out->batches = q->batches;
+  out->queued = q->queued;
+  out->in_flight = q->inflight;
+  out->bytes = q->queued_bytes + q->inflight_bytes;
+  out->reports = q->reports;
+  out->closed = q->closed;
+  pthread_mutex_unlock(&q->mu);
+}
+
+int cio_queue_closed(cio_queue *q) {
+  int closed;
+  pthread_mutex_lock(&q->mu);
+  closed = q->closed;
+  pthread_mutex_unlock(&q->mu);
+  return closed;
+}
+
+void cio_queue_free(cio_queue *q) {
+  queue_free_state(q);
+}
