@@ -134,6 +134,7 @@ typedef struct cio_queue {
   /* The running flush: operations up to flush_seq finished since it started. */
   uint64_t flush_seq, flush_sent, flush_failed;
   pid_t pid; /* the process that made the queue (fork detection) */
+  unsigned long fork_gen; /* queue_fork_gen then */
 
   /* Worker only. */
   CURLM *multi;
@@ -147,6 +148,14 @@ typedef struct cio_queue {
 static pthread_mutex_t queue_live_mu = PTHREAD_MUTEX_INITIALIZER;
 static queue_state *queue_live = NULL;
 static int queue_atexit_done = 0;
+/* Fork detection without a getpid() system call per push: a pthread_atfork child handler
+ * (registered once the library is pinned in memory, as for atexit) bumps the generation. */
+static volatile unsigned long queue_fork_gen = 0;
+static int queue_atfork_done = 0;
+
+static void queue_on_fork_child(void) {
+  queue_fork_gen++;
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Small helpers                                                                             */
@@ -1160,7 +1169,11 @@ const char *cio_queue_start(cio_queue *q) {
   pthread_mutex_lock(&queue_live_mu);
   q->live_next = queue_live;
   queue_live = q;
-  if (!queue_atexit_done && queue_pin_library() && atexit(queue_atexit) == 0) queue_atexit_done = 1;
+  if ((!queue_atexit_done || !queue_atfork_done) && queue_pin_library()) {
+    if (!queue_atexit_done && atexit(queue_atexit) == 0) queue_atexit_done = 1;
+    if (!queue_atfork_done && pthread_atfork(NULL, NULL, queue_on_fork_child) == 0) queue_atfork_done = 1;
+  }
+  q->fork_gen = queue_fork_gen;
   pthread_mutex_unlock(&queue_live_mu);
   return NULL;
 }
@@ -1274,7 +1287,9 @@ int cio_queue_shutdown(cio_queue *q, int64_t timeout_ms) {
 }
 
 int cio_queue_forked(cio_queue *q) {
-  return q->pid != 0 && getpid() != q->pid;
+  if (q->pid == 0) return 0;
+  if (queue_atfork_done) return q->fork_gen != queue_fork_gen;
+  return getpid() != q->pid;
 }
 
 void cio_queue_get_stats(cio_queue *q, cio_queue_stats *out) {

@@ -135,7 +135,9 @@ function M.order_key(op)
   local first = next(ids)
   if first == nil then return nil end
   if next(ids, first) == nil then -- one identifier: the common case
-    return tostring(op.type) .. "\0" .. tostring(first) .. "\0" .. id_text(ids[first])
+    local v = ids[first]
+    if type(v) ~= "string" then v = id_text(v) end
+    return tostring(op.type) .. "\0" .. first .. "\0" .. v
   end
   local names = {}
   for k in pairs(ids) do names[#names + 1] = tostring(k) end
