@@ -46,6 +46,7 @@ local enqueue_s, total_s = (t1 - t0) / 1000, (t2 - t0) / 1000
 io.write(string.format(
   '{"lua":"%s","order":"%s","events":%d,"enqueue_seconds":%.4f,"deliver_seconds":%.4f,"enqueue_per_s":%.0f,' ..
   '"delivered_per_s":%.0f,"requests":%d,"batches":%d,"sent":%d,"failed":%d,"dropped":%d,"on_error":%d}\n',
-  type(jit) == "table" and jit.version or _VERSION, tostring(order), events, enqueue_s, total_s, events / enqueue_s, events / total_s,
+  type(jit) == "table" and jit.version or _VERSION, tostring(order), events, enqueue_s, total_s,
+  events / enqueue_s, events / total_s,
   s.requests - before.requests, s.batches - before.batches, s.sent - before.sent, s.failed, s.dropped, failures))
 if s.sent - before.sent ~= events or s.failed ~= 0 then os.exit(1) end
