@@ -74,6 +74,13 @@ function M.content()
   local what = ngx.var.uri:match("^/(%w+)")
   if what == "enqueue" then
     return reply({ ok = M.enqueue(args.prefix, tonumber(args.n)) })
+  elseif what == "order" then
+    -- people x updates identify operations with a counter, round by round, then flush.
+    for u = 1, tonumber(args.updates) do
+      for p = 1, tonumber(args.people) do assert(M.q:identify("o" .. p, { counter = u })) end
+    end
+    local ok, err = M.q:flush(60000)
+    return reply({ ok = ok or false, err = err and tostring(err) or nil, stats = M.q:stats() })
   elseif what == "enqflush" then
     -- Enqueue and flush in one handler: no timer runs in between, the flush holds them all.
     local n = M.enqueue(args.prefix, tonumber(args.n))
@@ -301,6 +308,42 @@ describe_ngx("customerio.queue.ngx in nginx", function()
     assert.is_true(ids[rejected] >= 1)
     assert.is_true(st.stats.retried >= 2)
     assert.are.equal(st.stats.enqueued, st.stats.sent + st.stats.failed + st.stats.queued + st.stats.in_flight)
+  end)
+
+  it("keeps each person's updates in order under faults (500, 429, resets, lost acks, jitter)", function()
+    server.reset()
+    server.chaos({ rate = 0.3, seed = 5, jitter = 10, path = "/api/v2/batch" })
+    local res = get(app, "/order?people=40&updates=20")
+    local log = server.requests("/api/v2/batch")
+    server.reset()
+    assert.is_true(res.ok, res.err)
+    local top, seen, refused = {}, {}, 0
+    for _, r in ipairs(log) do
+      if r.tag ~= "accepted" then
+        refused = refused + 1
+      else
+        local per = {}
+        for _, op in ipairs(core.json_decode(r.body).batch) do
+          local id = op.identifiers.id
+          per[id] = per[id] or {}
+          table.insert(per[id], op.attributes.counter)
+        end
+        for id, list in pairs(per) do
+          local sig = table.concat(list, ",")
+          local before = top[id] or 0
+          seen[id] = seen[id] or {}
+          if list[1] > before then
+            top[id] = list[#list]
+          else -- only a replay of an accepted batch (lost ack), before any later one
+            assert(seen[id][sig] and list[#list] == before, id .. ": " .. sig .. " accepted after " .. before)
+          end
+          for k = 2, #list do assert(list[k] > list[k - 1], id .. ": " .. sig) end
+          seen[id][sig] = true
+        end
+      end
+    end
+    assert.is_true(refused > 0)
+    for p = 1, 40 do assert.are.equal(20, top["o" .. p]) end
   end)
 
   it("sends what is left when the worker exits", function()
