@@ -5,7 +5,9 @@
 --     -- init_worker_by_lua_block (one queue per worker):
 --     local customerio = require("customerio")
 --     local track = customerio.TrackClient.new(site_id, api_key)
---     QUEUE = require("customerio.queue.ngx").new(track, { on_error = function(op, err) ngx.log(ngx.ERR, err) end })
+--     QUEUE = require("customerio.queue.ngx").new(track, {
+--       on_error = function(ops, err) ngx.log(ngx.ERR, #ops, " operation(s) not delivered: ", tostring(err)) end,
+--     })
 --     -- log_by_lua_block, access_by_lua_block, ... (any phase: enqueue only touches the buffer):
 --     QUEUE:track(ngx.var.cookie_uid, "page_served", { uri = ngx.var.uri })
 --
@@ -15,7 +17,9 @@
 -- exits (the timers' `premature` run sends what is left). At most `max_in_flight` timers
 -- send at once; each sends its batch through the client's retry policy (`X-Retry-Count`,
 -- backoff with `ngx.sleep`). A 207 reports only the rejected operations; what cannot be
--- delivered reaches `on_error(op, err, json)` (in a timer, pcall'd), or the error log.
+-- delivered reaches `on_error(ops, err, jsons)` once per failed batch (in a timer, pcall'd), or
+-- the error log. Each person's operations are sent in enqueue order (see docs/queue.md):
+-- at most one batch per ordering key is being sent at a time.
 --
 -- Bounded by `max_events` and `max_bytes` (buffer plus batches being sent): enqueue returns
 -- `nil, err` with kind "queue_full" when full, "too_large" for an operation over 32 KB.

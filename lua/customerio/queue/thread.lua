@@ -3,7 +3,7 @@
 --     local customerio = require("customerio")
 --     local track = customerio.TrackClient.new(site_id, api_key)
 --     local q = customerio.Queue.new(track, {
---       on_error = function(op, err) log(err, op.action) end,   -- on this thread, from poll
+--       on_error = function(ops, err) log(#ops, err) end,   -- once per failed batch, on this thread
 --     })
 --     local ok, err = q:track("42", "purchase", { price = 23.45 })  -- microseconds, never blocks
 --     ...
@@ -19,7 +19,8 @@
 -- Failures never vanish: retryable ones (network, timeout, 408/429/5xx) are replayed with the
 -- client's backoff, the same bytes each time, and every event carries a ULID `id` so that a
 -- replayed batch counts once. What cannot be delivered (a 207 rejection of one operation, a
--- 4xx, retries exhausted, the queue closed before delivery) reaches `on_error(op, err, json)`
+-- 4xx, retries exhausted, the queue closed before delivery) reaches `on_error(ops, err, jsons)`
+-- (once per failed batch: its failed operations, decoded, the error, and their JSON)
 -- on the Lua thread, from the next `poll` (which every queue method calls) — or, without an
 -- `on_error`, a line on stderr. `stats()` counts it all:
 -- `enqueued = sent + failed + queued + in_flight` at any moment.
