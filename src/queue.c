@@ -29,6 +29,8 @@ typedef struct {
   cio_queue *q;
 } queue_ud;
 
+static void queue_setcount(lua_State *L, const char *name, uint64_t v);
+
 static cio_queue *queue_check(lua_State *L) {
   queue_ud *u = (queue_ud *)luaL_checkudata(L, 1, QUEUE_MT);
   if (u->q == NULL) luaL_error(L, "queue is released");
@@ -127,6 +129,8 @@ static void queue_read_options(lua_State *L, cio_queue_config *c) {
   c->flush_interval_ms = (int64_t)queue_opt_num(L, 1, "flush_interval", 0);
   c->close_timeout_ms = (int64_t)queue_opt_num(L, 1, "close_timeout", 0);
   c->max_in_flight = (int)queue_opt_num(L, 1, "max_in_flight", 1);
+  c->order = (int)queue_opt_num(L, 1, "order", CIO_ORDER_NONE);
+  if (c->order > CIO_ORDER_STRICT) luaL_error(L, "queue option order out of range");
   if (c->max_in_flight > CIO_QUEUE_MAX_SLOTS)
     luaL_error(L, "queue option max_in_flight must be at most %d", CIO_QUEUE_MAX_SLOTS);
   if (c->op_bytes + CIO_QUEUE_BATCH_OVERHEAD > c->batch_bytes)
@@ -210,15 +214,22 @@ static int queue_new(lua_State *L) {
  * Hand one encoded operation to the worker.
  * @function queue:push
  * @tparam string json the operation, JSON-encoded
- * @return true [, n] (n: reports waiting for poll) | nil, reason ("full", "too_large", "closed")
+ * @tparam[opt] string key its ordering key (the person or object it names; see the order option)
+ * @return true [, n] (n: reports waiting for poll) | nil, reason ("full", "too_large", "closed",
+ * "forked")
  */
 static int queue_push(lua_State *L) {
   cio_queue *q = queue_check(L);
-  size_t len, reports = 0;
+  size_t len, key_len = 0, reports = 0;
   const char *data = luaL_checklstring(L, 2, &len);
+  const char *key = luaL_optlstring(L, 3, NULL, &key_len);
   luaL_argcheck(L, len > 0, 2, "empty operation");
-  switch (cio_queue_push(q, data, len, &reports)) {
+  switch (cio_queue_push(q, data, len, key, key == NULL ? 0 : key_len, &reports)) {
     case CIO_PUSH_OK: break;
+    case CIO_PUSH_FORKED:
+      lua_pushnil(L);
+      lua_pushliteral(L, "forked");
+      return 2;
     case CIO_PUSH_NOMEM: return luaL_error(L, "out of memory");
     case CIO_PUSH_TOO_LARGE:
       lua_pushnil(L);
@@ -254,6 +265,7 @@ static int queue_push_reports(lua_State *L, cio_queue *q) {
     lua_createtable(L, 0, 7);
     lua_pushstring(L, r->kind);
     lua_setfield(L, -2, "kind");
+    queue_setcount(L, "batch", r->batch);
     if (r->status > 0) {
       lua_pushinteger(L, (lua_Integer)r->status);
       lua_setfield(L, -2, "status");
@@ -294,17 +306,36 @@ static int queue_poll(lua_State *L) {
 }
 
 /***
- * Send every held operation now and wait until all are delivered or failed.
+ * Send every held operation now and wait until each of them is accepted or failed.
  * @function queue:flush
  * @tparam number timeout_ms
- * @treturn boolean true when nothing is held any more, false on timeout
+ * @treturn boolean true when every operation held at the call was accepted
+ * @treturn table `sent`, `failed`, `pending`: what became of the operations held at the call
  */
 static int queue_flush(lua_State *L) {
   cio_queue *q = queue_check(L);
+  cio_flush_result r;
   lua_Number timeout = luaL_checknumber(L, 2);
+  int ok;
   luaL_argcheck(L, timeout >= 0, 2, "timeout must not be negative");
   if (!(timeout <= 9.0e15)) timeout = 9.0e15; /* a conversion of a larger double is undefined */
-  lua_pushboolean(L, cio_queue_flush(q, (int64_t)timeout));
+  ok = cio_queue_flush(q, (int64_t)timeout, &r);
+  lua_pushboolean(L, ok);
+  lua_createtable(L, 0, 3);
+  queue_setcount(L, "sent", r.sent);
+  queue_setcount(L, "failed", r.failed);
+  queue_setcount(L, "pending", r.pending);
+  return 2;
+}
+
+/***
+ * Whether this process is a fork() child of the one that made the queue (which then refuses
+ * every operation: its worker thread lives in the parent only).
+ * @function queue:forked
+ * @treturn boolean
+ */
+static int queue_forked(lua_State *L) {
+  lua_pushboolean(L, cio_queue_forked(queue_check(L)));
   return 1;
 }
 
@@ -413,6 +444,7 @@ static const luaL_Reg queue_methods[] = {
   {"flush", queue_flush},
   {"close", queue_close},
   {"stats", queue_stats},
+  {"forked", queue_forked},
   {NULL, NULL},
 };
 

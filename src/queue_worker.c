@@ -62,17 +62,29 @@ typedef cio_queue_report queue_report;
 typedef struct queue_op {
   struct queue_op *next;
   int64_t at_ms; /* monotonic time of enqueue (age trigger) */
+  uint64_t seq;  /* 1, 2, 3, ... in push order: the operation's number for a spool */
+  uint64_t key;  /* hash of its ordering key; 0: none (never held back) */
   size_t len;
   char data[];
 } queue_op;
 
+/* One ordering key with operations in a batch (in flight or waiting to retry): the key is
+ * held while count > 0. owner: the batch that holds it; skip: the last batch-building pass
+ * that left one of its operations behind (its later operations must stay behind too). */
+typedef struct {
+  uint64_t hash, owner, skip; /* hash 0: free slot */
+  size_t count;
+} queue_key;
+
 /* A batch: its body, and where each operation sits in it (op i spans offs[i] .. offs[i+1]-1). */
 typedef struct queue_batch {
   struct queue_batch *next; /* retry list */
+  uint64_t id;
   char *body;
   size_t len;
   size_t n;
   size_t *offs;
+  uint64_t *seqs, *keys; /* of each operation */
   size_t bytes;   /* sum of operation lengths, what max_bytes counts */
   int retries;    /* replays so far */
   double waited;  /* ms of backoff so far */
@@ -113,6 +125,17 @@ typedef struct cio_queue {
   queue_report *rep_head, *rep_tail;
   size_t reports;
   uint64_t enqueued, sent, failed, dropped, rejected, retried, requests, batches, taken, flush_target;
+  /* Ordering: the held keys (open addressing, linear probing, capacity a power of 2). stalled:
+   * the last pass found every pending operation held back; no pass until a key is released
+   * or a free operation arrives. */
+  queue_key *keys;
+  size_t key_cap, key_count;
+  uint64_t passes;
+  int stalled;
+  /* The running flush: operations up to flush_seq finished since it started. */
+  uint64_t flush_seq, flush_sent, flush_failed;
+  pid_t pid; /* the process that made the queue (fork detection) */
+  unsigned long fork_gen; /* queue_fork_gen then */
 
   /* Worker only. */
   CURLM *multi;
@@ -126,6 +149,14 @@ typedef struct cio_queue {
 static pthread_mutex_t queue_live_mu = PTHREAD_MUTEX_INITIALIZER;
 static queue_state *queue_live = NULL;
 static int queue_atexit_done = 0;
+/* Fork detection without a getpid() system call per push: a pthread_atfork child handler
+ * (registered once the library is pinned in memory, as for atexit) bumps the generation. */
+static volatile unsigned long queue_fork_gen = 0;
+static int queue_atfork_done = 0;
+
+static void queue_on_fork_child(void) {
+  queue_fork_gen++;
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Small helpers                                                                             */
@@ -182,7 +213,124 @@ static void queue_batch_free(queue_batch *b) {
   if (b == NULL) return;
   free(b->body);
   free(b->offs);
+  free(b->seqs);
+  free(b->keys);
   free(b);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Ordering keys (caller holds mu)                                                           */
+
+/* FNV-1a, never 0. Two keys with one hash only hold each other back: never out of order. */
+static uint64_t queue_key_hash(const char *key, size_t len) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  size_t i;
+  for (i = 0; i < len; i++) {
+    h ^= (unsigned char)key[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h == 0 ? 1 : h;
+}
+
+static queue_key *queue_key_find(queue_state *q, uint64_t h) {
+  size_t i, mask;
+  if (q->key_cap == 0) return NULL;
+  mask = q->key_cap - 1;
+  for (i = (size_t)h & mask; q->keys[i].hash != 0; i = (i + 1) & mask)
+    if (q->keys[i].hash == h) return &q->keys[i];
+  return NULL;
+}
+
+static int queue_key_grow(queue_state *q) {
+  size_t cap = q->key_cap ? q->key_cap * 2 : 64, i, mask = cap - 1;
+  queue_key *t = (queue_key *)calloc(cap, sizeof *t);
+  if (t == NULL) return -1;
+  for (i = 0; i < q->key_cap; i++)
+    if (q->keys[i].hash != 0) {
+      size_t j = (size_t)q->keys[i].hash & mask;
+      while (t[j].hash != 0) j = (j + 1) & mask;
+      t[j] = q->keys[i];
+    }
+  free(q->keys);
+  q->keys = t;
+  q->key_cap = cap;
+  return 0;
+}
+
+/* The entry of h, added when missing; NULL when out of memory. */
+static queue_key *queue_key_add(queue_state *q, uint64_t h) {
+  queue_key *e = queue_key_find(q, h);
+  size_t i, mask;
+  if (e != NULL) return e;
+  if ((q->key_count + 1) * 2 > q->key_cap && queue_key_grow(q) != 0) return NULL;
+  mask = q->key_cap - 1;
+  for (i = (size_t)h & mask; q->keys[i].hash != 0; i = (i + 1) & mask) continue;
+  e = &q->keys[i];
+  e->hash = h;
+  e->owner = e->skip = 0;
+  e->count = 0;
+  q->key_count++;
+  return e;
+}
+
+/* One operation of key h is finished: the key is free when it was the last one held. */
+static void queue_key_release(queue_state *q, uint64_t h) {
+  queue_key *e = h != 0 ? queue_key_find(q, h) : NULL;
+  size_t mask, i, j;
+  if (e == NULL || --e->count > 0) return;
+  /* Backward-shift deletion keeps every probe chain unbroken without tombstones. */
+  mask = q->key_cap - 1;
+  i = j = (size_t)(e - q->keys);
+  for (;;) {
+    size_t home;
+    j = (j + 1) & mask;
+    if (q->keys[j].hash == 0) break;
+    home = (size_t)q->keys[j].hash & mask;
+    if (i <= j ? (i < home && home <= j) : (i < home || home <= j)) continue;
+    q->keys[i] = q->keys[j];
+    i = j;
+  }
+  q->keys[i].hash = 0;
+  q->key_count--;
+  if (q->key_count == 0 && q->key_cap > 4096) {
+    free(q->keys);
+    q->keys = NULL;
+    q->key_cap = 0;
+  }
+}
+
+/* Whether key h is held by a batch in flight or waiting to retry. */
+static int queue_key_held(queue_state *q, uint64_t h) {
+  queue_key *e = h != 0 ? queue_key_find(q, h) : NULL;
+  return e != NULL && e->count > 0;
+}
+
+/*
+ * The one place where an operation is finished: accepted by the server (ok) or given up on
+ * (it is in a report for on_error). Its key is released and the running flush counts it. A
+ * durable spool marks `seq` acknowledged here (segments whose operations are all finished can
+ * go). Caller holds mu; the caller also updates inflight and signals progress.
+ */
+static void queue_op_done(queue_state *q, uint64_t seq, uint64_t key, int ok) {
+  queue_key_release(q, key);
+  if (ok) q->sent++;
+  else q->failed++;
+  if (seq <= q->flush_seq) {
+    if (ok) q->flush_sent++;
+    else q->flush_failed++;
+  }
+}
+
+/* Every operation of batch b is finished: failed[i] (or all_failed) says which were not
+ * accepted. Caller holds mu. */
+static void queue_batch_done(queue_state *q, const queue_batch *b, const unsigned char *failed, int all_failed) {
+  size_t i;
+  for (i = 0; i < b->n; i++)
+    queue_op_done(q, b->seqs[i], b->keys[i], !(all_failed || (failed != NULL && failed[i])));
+  q->inflight -= b->n;
+  q->inflight_bytes -= b->bytes;
+  q->stalled = 0;
+  pthread_cond_broadcast(&q->progress);
 }
 
 static void queue_report_free(queue_report *r) {
@@ -239,6 +387,7 @@ static void queue_fail_batch(queue_state *q, queue_batch *b, const char *kind, l
                              const queue_buf *resp) {
   queue_report *r = queue_report_new(kind, status, b->retries + 1, message, resp);
   if (r != NULL) {
+    r->batch = b->id;
     r->ops = b->body;
     r->offs = b->offs;
     r->n = b->n;
@@ -246,11 +395,8 @@ static void queue_fail_batch(queue_state *q, queue_batch *b, const char *kind, l
     b->offs = NULL;
   }
   pthread_mutex_lock(&q->mu);
-  q->failed += b->n;
-  q->inflight -= b->n;
-  q->inflight_bytes -= b->bytes;
+  queue_batch_done(q, b, NULL, 1);
   queue_report_push_locked(q, r, b->n, kind);
-  pthread_cond_broadcast(&q->progress);
   pthread_mutex_unlock(&q->mu);
   queue_batch_free(b);
 }
@@ -270,6 +416,7 @@ static queue_report *queue_report_op(queue_batch *b, size_t i, cJSON *entries, i
   r->offs[0] = 0;
   r->offs[1] = len + 1;
   r->n = 1;
+  r->batch = b->id;
   return r;
 }
 
@@ -327,19 +474,17 @@ static void queue_partial(queue_state *q, queue_batch *b, const queue_slot *s, l
     queue_report *r = queue_report_new("http", status, b->retries + 1,
                                        "207 response without a readable errors list; operations counted as sent",
                                        &s->resp);
+    if (r != NULL) r->batch = b->id;
     queue_report_push_locked(q, r, 0, "http");
   }
-  q->sent += b->n - nbad;
-  q->failed += nbad;
-  q->inflight -= b->n;
-  q->inflight_bytes -= b->bytes;
+  (void)nbad;
+  queue_batch_done(q, b, bad, 0);
   while (first != NULL) {
     queue_report *next = first->next;
     first->next = NULL;
     queue_report_push_locked(q, first, 1, "http");
     first = next;
   }
-  pthread_cond_broadcast(&q->progress);
   pthread_mutex_unlock(&q->mu);
   free(bad);
   cJSON_Delete(root);
@@ -480,10 +625,7 @@ static void queue_finish(queue_state *q, queue_slot *s, CURLcode rc) {
     }
     if (status >= 200 && status < 300) {
       pthread_mutex_lock(&q->mu);
-      q->sent += b->n;
-      q->inflight -= b->n;
-      q->inflight_bytes -= b->bytes;
-      pthread_cond_broadcast(&q->progress);
+      queue_batch_done(q, b, NULL, 0);
       pthread_mutex_unlock(&q->mu);
       queue_batch_free(b);
       return;
@@ -524,28 +666,61 @@ static size_t queue_pending_size_locked(const queue_state *q) {
 
 /* Whether the pending operations make a batch now. Caller holds mu. */
 static int queue_ready_locked(queue_state *q, int64_t now) {
-  if (q->queued == 0) return 0;
+  if (q->queued == 0 || q->stalled) return 0;
   if (q->stopping || q->taken < q->flush_target) return 1;
   if (queue_pending_size_locked(q) >= q->cfg.batch_bytes) return 1;
   return now - q->head->at_ms >= q->cfg.flush_interval_ms;
 }
 
-/* Detach the operations of the next batch from the pending FIFO. Caller holds mu. */
-static queue_op *queue_take_locked(queue_state *q, size_t *n_out, size_t *size_out, size_t *bytes_out) {
-  queue_op *first = q->head, *op = first, *last = NULL;
+/*
+ * Detach the operations of the next batch from the pending FIFO, in FIFO order, skipping those
+ * whose key is held by another batch (or, with CIO_ORDER_STRICT, by this one), and every later
+ * operation of a key skipped in this pass: skipped operations stay where they are. One walk,
+ * a hash lookup per operation. NULL when nothing can go now (then *id is unused); *oom when the
+ * key table could not grow. Caller holds mu.
+ */
+static queue_op *queue_take_locked(queue_state *q, size_t *n_out, size_t *size_out, size_t *bytes_out,
+                                   uint64_t *id_out, int *oom) {
+  queue_op **pp = &q->head, *prev = NULL, *first = NULL, *last = NULL, *op;
   size_t size = CIO_QUEUE_BATCH_OVERHEAD, n = 0, bytes = 0;
-  while (op != NULL) {
+  uint64_t id = ++q->passes;
+  int strict = q->cfg.order == CIO_ORDER_STRICT;
+  while ((op = *pp) != NULL) {
     size_t add = op->len + (n > 0 ? 1 : 0);
+    queue_key *e = NULL;
+    if (op->key != 0) {
+      e = queue_key_find(q, op->key);
+      if (e != NULL && (e->skip == id || (e->count > 0 && (strict || e->owner != id)))) {
+        e->skip = id;
+        prev = op;
+        pp = &op->next;
+        continue;
+      }
+    }
     if (n > 0 && size + add > q->cfg.batch_bytes) break;
+    if (op->key != 0) {
+      if (e == NULL) e = queue_key_add(q, op->key);
+      if (e == NULL) {
+        *oom = 1;
+        break;
+      }
+      e->count++;
+      e->owner = id;
+    }
+    *pp = op->next;
+    if (q->tail == op) q->tail = prev;
+    op->next = NULL;
+    if (last != NULL) last->next = op;
+    else first = op;
+    last = op;
     size += add;
     bytes += op->len;
     n++;
-    last = op;
-    op = op->next;
   }
-  q->head = op;
-  if (op == NULL) q->tail = NULL;
-  last->next = NULL;
+  if (n == 0) {
+    if (!*oom) q->stalled = 1;
+    return NULL;
+  }
   q->queued -= n;
   q->queued_bytes -= bytes;
   q->inflight += n;
@@ -555,13 +730,21 @@ static queue_op *queue_take_locked(queue_state *q, size_t *n_out, size_t *size_o
   *n_out = n;
   *size_out = size;
   *bytes_out = bytes;
+  *id_out = id;
   return first;
 }
 
-/* Put operations back at the head of the FIFO (no memory for their batch). Caller holds mu. */
+/* Put operations back at the head of the FIFO (no memory for their batch) and release their
+ * keys. Each key's operations left in the FIFO all came after the ones taken, so the order
+ * of every key is kept. Caller holds mu. */
 static void queue_untake_locked(queue_state *q, queue_op *chain, size_t n, size_t bytes) {
   queue_op *last = chain;
-  while (last->next != NULL) last = last->next;
+  queue_key_release(q, last->key);
+  while (last->next != NULL) {
+    last = last->next;
+    queue_key_release(q, last->key);
+  }
+  q->stalled = 0;
   last->next = q->head;
   q->head = chain;
   if (q->tail == NULL) q->tail = last;
@@ -574,14 +757,17 @@ static void queue_untake_locked(queue_state *q, queue_op *chain, size_t n, size_
 }
 
 /* Build a batch body from a detached chain; frees the chain on success. */
-static queue_batch *queue_build(queue_op *chain, size_t n, size_t size, size_t bytes) {
+static queue_batch *queue_build(queue_op *chain, size_t n, size_t size, size_t bytes, uint64_t id) {
   queue_batch *b = (queue_batch *)calloc(1, sizeof *b);
   size_t at, i;
   queue_op *op;
   if (b == NULL) return NULL;
+  b->id = id;
   b->body = (char *)malloc(size + 1);
   b->offs = (size_t *)malloc((n + 1) * sizeof(size_t));
-  if (b->body == NULL || b->offs == NULL) {
+  b->seqs = (uint64_t *)malloc(n * sizeof(uint64_t));
+  b->keys = (uint64_t *)malloc(n * sizeof(uint64_t));
+  if (b->body == NULL || b->offs == NULL || b->seqs == NULL || b->keys == NULL) {
     queue_batch_free(b);
     return NULL;
   }
@@ -590,6 +776,8 @@ static queue_batch *queue_build(queue_op *chain, size_t n, size_t size, size_t b
   for (op = chain, i = 0; op != NULL; op = op->next, i++) {
     if (i > 0) b->body[at++] = ',';
     b->offs[i] = at;
+    b->seqs[i] = op->seq;
+    b->keys[i] = op->key;
     memcpy(b->body + at, op->data, op->len);
     at += op->len;
   }
@@ -614,6 +802,8 @@ static void queue_abort_all(queue_state *q) {
   queue_op *chain;
   queue_batch *retries;
   size_t n = 0, bytes = 0, size = 0;
+  uint64_t id = 0;
+  int oom = 0;
   for (i = 0; i < q->cfg.max_in_flight; i++) {
     queue_slot *s = &q->slots[i];
     if (s->batch != NULL) {
@@ -627,21 +817,26 @@ static void queue_abort_all(queue_state *q) {
   pthread_mutex_lock(&q->mu);
   retries = q->retry_list;
   q->retry_list = NULL;
-  chain = q->queued > 0 ? queue_take_locked(q, &n, &size, &bytes) : NULL;
   pthread_mutex_unlock(&q->mu);
   while (retries != NULL) {
     queue_batch *next = retries->next;
     queue_fail_batch(q, retries, "closed", 0, "queue closed while the batch waited to be retried", NULL);
     retries = next;
   }
+  /* Nothing holds a key any more: each pass takes at least the first pending operation. */
+  pthread_mutex_lock(&q->mu);
+  q->stalled = 0;
+  chain = q->queued > 0 ? queue_take_locked(q, &n, &size, &bytes, &id, &oom) : NULL;
+  pthread_mutex_unlock(&q->mu);
   while (chain != NULL) {
-    queue_batch *b = queue_build(chain, n, size, bytes);
+    queue_batch *b = queue_build(chain, n, size, bytes, id);
     if (b == NULL) {
       queue_op *op;
       pthread_mutex_lock(&q->mu);
-      q->failed += n;
+      for (op = chain; op != NULL; op = op->next) queue_op_done(q, op->seq, op->key, 0);
       q->inflight -= n;
       q->inflight_bytes -= bytes;
+      q->stalled = 0;
       pthread_mutex_unlock(&q->mu);
       fprintf(stderr, "customerio.Queue: %lu operation(s) not sent at close; out of memory to report them\n",
               (unsigned long)n);
@@ -654,9 +849,11 @@ static void queue_abort_all(queue_state *q) {
       queue_fail_batch(q, b, "closed", 0, "queue closed before the operation was sent", NULL);
     }
     pthread_mutex_lock(&q->mu);
-    chain = q->queued > 0 ? queue_take_locked(q, &n, &size, &bytes) : NULL;
+    oom = 0;
+    chain = q->queued > 0 ? queue_take_locked(q, &n, &size, &bytes, &id, &oom) : NULL;
     pthread_mutex_unlock(&q->mu);
   }
+  if (oom) fprintf(stderr, "customerio.Queue: operations left at close; out of memory to report them\n");
   pthread_mutex_lock(&q->mu);
   pthread_cond_broadcast(&q->progress);
   pthread_mutex_unlock(&q->mu);
@@ -671,6 +868,7 @@ static void *queue_worker(void *arg) {
     struct {
       queue_op *chain;
       size_t n, size, bytes;
+      uint64_t id;
     } takes[CIO_QUEUE_MAX_SLOTS];
     int nstarts = 0, ntakes = 0, free_slots = q->cfg.max_in_flight - q->active;
     CURLMsg *msg;
@@ -693,7 +891,9 @@ static void *queue_worker(void *arg) {
         b->next = NULL;
         starts[nstarts++] = b;
       } else if (queue_ready_locked(q, now)) {
-        takes[ntakes].chain = queue_take_locked(q, &takes[ntakes].n, &takes[ntakes].size, &takes[ntakes].bytes);
+        takes[ntakes].chain = queue_take_locked(q, &takes[ntakes].n, &takes[ntakes].size, &takes[ntakes].bytes,
+                                                &takes[ntakes].id, &oom);
+        if (takes[ntakes].chain == NULL) break; /* all held back (stalled), or out of memory */
         ntakes++;
       } else {
         break;
@@ -709,7 +909,7 @@ static void *queue_worker(void *arg) {
       queue_batch *b;
       for (b = q->retry_list; b != NULL; b = b->next)
         if (b->due_ms < deadline) deadline = b->due_ms;
-      if (q->queued > 0 && free_slots > 0) {
+      if (q->queued > 0 && free_slots > 0 && !q->stalled) {
         int64_t due = q->head->at_ms + q->cfg.flush_interval_ms;
         if (due < deadline) deadline = due;
       }
@@ -718,7 +918,7 @@ static void *queue_worker(void *arg) {
     pthread_mutex_unlock(&q->mu);
 
     for (i = 0; i < ntakes; i++) {
-      queue_batch *b = queue_build(takes[i].chain, takes[i].n, takes[i].size, takes[i].bytes);
+      queue_batch *b = queue_build(takes[i].chain, takes[i].n, takes[i].size, takes[i].bytes, takes[i].id);
       if (b == NULL) {
         /* Out of memory: put the operations back and try again in a moment. */
         pthread_mutex_lock(&q->mu);
@@ -782,6 +982,12 @@ static void queue_free_state(queue_state *q) {
   queue_op *op = q->head;
   queue_batch *b = q->retry_list;
   queue_report *r = q->rep_head;
+  if (cio_queue_forked(q)) {
+    /* A fork() child's copy: its libcurl handles share the parent's sockets (cleaning them up
+     * could send a TLS close_notify on the parent's connections) and its mutex may be locked
+     * by the parent's worker. Leave it all: the memory goes with the process. */
+    return;
+  }
   while (op != NULL) {
     queue_op *next = op->next;
     free(op);
@@ -809,6 +1015,7 @@ static void queue_free_state(queue_state *q) {
   curl_slist_free_all(q->cfg.headers);
   free(q->cfg.url);
   free(q->cfg.ca_file);
+  free(q->keys);
   pthread_cond_destroy(&q->progress);
   pthread_mutex_destroy(&q->mu);
   free(q);
@@ -825,16 +1032,21 @@ static void queue_live_remove(queue_state *q) {
   pthread_mutex_unlock(&queue_live_mu);
 }
 
+/* The monotonic time timeout_ms from now, for pthread_cond_timedwait. */
+static void queue_deadline(struct timespec *until, int64_t timeout_ms) {
+  clock_gettime(CLOCK_MONOTONIC, until);
+  until->tv_sec += (time_t)(timeout_ms / 1000);
+  until->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (until->tv_nsec >= 1000000000L) {
+    until->tv_sec++;
+    until->tv_nsec -= 1000000000L;
+  }
+}
+
 /* Wait until nothing is held or the deadline passes. Caller holds mu. Returns 1 when empty. */
 static int queue_wait_locked(queue_state *q, int64_t timeout_ms) {
   struct timespec until;
-  clock_gettime(CLOCK_MONOTONIC, &until);
-  until.tv_sec += (time_t)(timeout_ms / 1000);
-  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  queue_deadline(&until, timeout_ms);
   while (q->queued + q->inflight > 0 && q->thread_started && !q->joined) {
     int rc = pthread_cond_timedwait(&q->progress, &q->mu, &until);
     if (rc == ETIMEDOUT) break;
@@ -873,6 +1085,7 @@ static void queue_atexit(void) {
     queue_state *q;
     pthread_mutex_lock(&queue_live_mu);
     q = queue_live;
+    while (q != NULL && cio_queue_forked(q)) q = q->live_next; /* the parent's, in a child */
     pthread_mutex_unlock(&queue_live_mu);
     if (q == NULL) break;
     queue_shutdown(q, q->cfg.close_timeout_ms);
@@ -945,6 +1158,7 @@ const char *cio_queue_start(cio_queue *q) {
     if (queue_slot_init(q, &q->slots[i]) != 0) return "curl_easy_init/setopt failed";
 
   q->closed = 0;
+  q->pid = getpid();
   rc = pthread_create(&q->thread, NULL, queue_worker, q);
   if (rc != 0) {
     q->closed = 1;
@@ -955,13 +1169,20 @@ const char *cio_queue_start(cio_queue *q) {
   pthread_mutex_lock(&queue_live_mu);
   q->live_next = queue_live;
   queue_live = q;
-  if (!queue_atexit_done && queue_pin_library() && atexit(queue_atexit) == 0) queue_atexit_done = 1;
+  if ((!queue_atexit_done || !queue_atfork_done) && queue_pin_library()) {
+    if (!queue_atexit_done && atexit(queue_atexit) == 0) queue_atexit_done = 1;
+    if (!queue_atfork_done && pthread_atfork(NULL, NULL, queue_on_fork_child) == 0) queue_atfork_done = 1;
+  }
+  q->fork_gen = queue_fork_gen;
   pthread_mutex_unlock(&queue_live_mu);
   return NULL;
 }
 
-cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, size_t *reports) {
+cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, const char *key, size_t key_len,
+                               size_t *reports) {
   queue_op *op;
+  /* Before the mutex: in a fork() child it may be locked for ever by the parent's worker. */
+  if (cio_queue_forked(q)) return CIO_PUSH_FORKED;
   if (len > q->cfg.op_bytes) {
     pthread_mutex_lock(&q->mu);
     q->rejected++;
@@ -972,6 +1193,7 @@ cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, size_
   if (op == NULL) return CIO_PUSH_NOMEM;
   op->next = NULL;
   op->len = len;
+  op->key = q->cfg.order != CIO_ORDER_NONE && key_len > 0 ? queue_key_hash(key, key_len) : 0;
   memcpy(op->data, data, len);
   op->at_ms = queue_now_ms();
 
@@ -995,10 +1217,17 @@ cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, size_
     q->tail = op;
     q->queued++;
     q->queued_bytes += len;
-    q->enqueued++;
-    /* Wake the worker only when it has something new to decide: an age timer to arm, a full batch. */
-    if (before == 0 || (before < q->cfg.batch_bytes && queue_pending_size_locked(q) >= q->cfg.batch_bytes))
+    op->seq = ++q->enqueued;
+    /* Wake the worker only when it has something new to decide: an age timer to arm, a full
+     * batch, an operation that can go while all others are held back. */
+    if (q->stalled && !queue_key_held(q, op->key)) {
+      q->stalled = 0;
+      q->wake_pending = 0;
       queue_wake_locked(q);
+    } else if (before == 0 ||
+               (before < q->cfg.batch_bytes && queue_pending_size_locked(q) >= q->cfg.batch_bytes)) {
+      queue_wake_locked(q);
+    }
   }
   *reports = q->reports;
   pthread_mutex_unlock(&q->mu);
@@ -1007,6 +1236,7 @@ cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, size_
 
 cio_queue_report *cio_queue_take_reports(cio_queue *q) {
   queue_report *r;
+  if (cio_queue_forked(q)) return NULL;
   pthread_mutex_lock(&q->mu);
   r = q->rep_head;
   q->rep_head = q->rep_tail = NULL;
@@ -1019,23 +1249,52 @@ void cio_queue_report_free(cio_queue_report *r) {
   queue_report_free(r);
 }
 
-int cio_queue_flush(cio_queue *q, int64_t timeout_ms) {
-  int clean;
+int cio_queue_flush(cio_queue *q, int64_t timeout_ms, cio_flush_result *out) {
+  uint64_t held;
+  struct timespec until;
+  cio_flush_result res;
+  if (cio_queue_forked(q)) {
+    if (out != NULL) out->sent = out->failed = out->pending = 0;
+    return 0;
+  }
+  queue_deadline(&until, timeout_ms);
   pthread_mutex_lock(&q->mu);
+  /* Every operation held now has seq <= enqueued; count how they finish from here on. */
+  held = q->queued + q->inflight;
+  q->flush_seq = q->enqueued;
+  q->flush_sent = q->flush_failed = 0;
   q->flush_target = q->enqueued;
   q->wake_pending = 0;
   queue_wake_locked(q);
-  clean = queue_wait_locked(q, timeout_ms);
+  while (q->flush_sent + q->flush_failed < held && q->thread_started && !q->joined) {
+    if (pthread_cond_timedwait(&q->progress, &q->mu, &until) == ETIMEDOUT) break;
+  }
+  res.sent = q->flush_sent;
+  res.failed = q->flush_failed;
+  res.pending = held - res.sent - res.failed;
+  q->flush_seq = 0;
   pthread_mutex_unlock(&q->mu);
-  return clean;
+  if (out != NULL) *out = res;
+  return res.failed == 0 && res.pending == 0;
 }
 
 int cio_queue_shutdown(cio_queue *q, int64_t timeout_ms) {
+  if (cio_queue_forked(q)) {
+    q->closed = 1; /* the child's copy: no thread to stop, nothing of the parent's to send */
+    return 0;
+  }
   return queue_shutdown(q, timeout_ms);
 }
 
+int cio_queue_forked(cio_queue *q) {
+  if (q->pid == 0) return 0;
+  if (queue_atfork_done) return q->fork_gen != queue_fork_gen;
+  return getpid() != q->pid;
+}
+
 void cio_queue_get_stats(cio_queue *q, cio_queue_stats *out) {
-  pthread_mutex_lock(&q->mu);
+  int forked = cio_queue_forked(q); /* a child has one thread: read without the parent's lock */
+  if (!forked) pthread_mutex_lock(&q->mu);
   out->enqueued = q->enqueued;
   out->sent = q->sent;
   out->failed = q->failed;
@@ -1048,12 +1307,13 @@ void cio_queue_get_stats(cio_queue *q, cio_queue_stats *out) {
   out->in_flight = q->inflight;
   out->bytes = q->queued_bytes + q->inflight_bytes;
   out->reports = q->reports;
-  out->closed = q->closed;
-  pthread_mutex_unlock(&q->mu);
+  out->closed = q->closed || forked;
+  if (!forked) pthread_mutex_unlock(&q->mu);
 }
 
 int cio_queue_closed(cio_queue *q) {
   int closed;
+  if (cio_queue_forked(q)) return 1;
   pthread_mutex_lock(&q->mu);
   closed = q->closed;
   pthread_mutex_unlock(&q->mu);

@@ -49,12 +49,23 @@ typedef struct {
   size_t max_events, max_bytes, batch_bytes, op_bytes;
   int64_t flush_interval_ms, close_timeout_ms;
   int max_in_flight;
+  int order; /* CIO_ORDER_*: how operations with the same ordering key are kept in order */
   cio_retry_policy retry;
 } cio_queue_config;
+
+/* Ordering of the operations that share a key (the person or object they name):
+ * NONE    any batch may carry any operation (the queue before ordering);
+ * BATCH   at most one batch in flight (or waiting to retry) per key; a batch may carry several
+ *         operations of one key, in enqueue order;
+ * STRICT  as BATCH, and at most one operation per key in a batch. */
+#define CIO_ORDER_NONE 0
+#define CIO_ORDER_BATCH 1
+#define CIO_ORDER_STRICT 2
 
 /* Operations the worker could not deliver, waiting for the binding's poll(). */
 typedef struct cio_queue_report {
   struct cio_queue_report *next;
+  uint64_t batch; /* the batch the operations were sent in (reports of one 207 share it) */
   char *ops; /* op i spans offs[i] .. offs[i+1]-1 */
   size_t *offs;
   size_t n;
@@ -75,7 +86,19 @@ typedef struct {
 
 typedef struct cio_queue cio_queue;
 
-typedef enum { CIO_PUSH_OK, CIO_PUSH_FULL, CIO_PUSH_TOO_LARGE, CIO_PUSH_CLOSED, CIO_PUSH_NOMEM } cio_push_result;
+typedef enum {
+  CIO_PUSH_OK,
+  CIO_PUSH_FULL,
+  CIO_PUSH_TOO_LARGE,
+  CIO_PUSH_CLOSED,
+  CIO_PUSH_NOMEM,
+  CIO_PUSH_FORKED /* this process is a fork() child of the one that made the queue */
+} cio_push_result;
+
+/* What became of the operations held when a flush started (see cio_queue_flush). */
+typedef struct {
+  uint64_t sent, failed, pending;
+} cio_flush_result;
 
 /* A queue that is not running yet; its config is empty (zeroed) for the binding to fill.
  * NULL when out of memory or a pthread object cannot be made. */
@@ -86,15 +109,19 @@ cio_queue_config *cio_queue_config_of(cio_queue *q);
  * stays closed; cio_queue_free still frees it). */
 const char *cio_queue_start(cio_queue *q);
 
-/* Hand one encoded operation over (copied). *reports: reports waiting for poll. */
-cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, size_t *reports);
+/* Hand one encoded operation over (copied), with its ordering key (key_len 0: none; see
+ * CIO_ORDER_*). *reports: reports waiting for poll. */
+cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, const char *key, size_t key_len,
+                               size_t *reports);
 
 /* Take every waiting report (a list, oldest first; NULL when none). */
 cio_queue_report *cio_queue_take_reports(cio_queue *q);
 void cio_queue_report_free(cio_queue_report *r);
 
-/* Send everything held now; wait up to timeout_ms. 1 when nothing is held any more. */
-int cio_queue_flush(cio_queue *q, int64_t timeout_ms);
+/* Send everything held now; wait up to timeout_ms until every operation held at the call is
+ * finished. 1 when all of them were accepted; 0 otherwise. *out (may be NULL): how many of
+ * them were accepted (sent), failed (reported), or are still held (pending). */
+int cio_queue_flush(cio_queue *q, int64_t timeout_ms, cio_flush_result *out);
 
 /* Send everything, wait up to timeout_ms, give up on (report) the rest, stop the worker.
  * Idempotent. 1 when everything was delivered or reported in time. */
@@ -102,6 +129,10 @@ int cio_queue_shutdown(cio_queue *q, int64_t timeout_ms);
 
 void cio_queue_get_stats(cio_queue *q, cio_queue_stats *out);
 int cio_queue_closed(cio_queue *q);
+
+/* 1 when the calling process is not the one that made the queue (a fork() child): the child
+ * has no worker thread; every call but this one and cio_queue_free refuses or does nothing. */
+int cio_queue_forked(cio_queue *q);
 
 /* Free a queue that was shut down (or never started). */
 void cio_queue_free(cio_queue *q);

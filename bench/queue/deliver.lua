@@ -1,14 +1,17 @@
 --- customerio.Queue throughput against the bench responder (200 `{}` for every request).
 --
---     lua5.4 bench/queue/deliver.lua BASE_URL [EVENTS] [WARMUP]
+--     lua5.4 bench/queue/deliver.lua BASE_URL [EVENTS] [WARMUP] [ORDER]
 --
 -- Enqueues EVENTS identify operations (the attributes of bench/identify.js) as fast as the
--- caller can, then flushes; prints one JSON line: events, seconds to enqueue, seconds until
+-- caller can, then flushes, with the queue's `order` option ORDER ("batch", the default: each
+-- person's operations in order; "strict"; "none": no ordering); prints one JSON line: events, seconds to enqueue, seconds until
 -- everything was delivered (first enqueue to the end of flush), enqueue and delivery rates,
 -- and the queue's counters (requests, batches, sent, failed, dropped).
 local base = assert(arg[1], "usage: deliver.lua BASE_URL [EVENTS] [WARMUP]")
 local events = tonumber(arg[2]) or 200000
 local warmup = tonumber(arg[3]) or 2000
+local order = arg[4] or "batch"
+if order == "none" then order = false end
 
 local customerio = require("customerio")
 local core = require("customerio.core")
@@ -19,7 +22,7 @@ local attrs = dofile((arg[0]:match("^(.*)/") or ".") .. "/../payload.lua")
 local track = customerio.TrackClient.new("site-id", "api-key", { url = base .. "/api/v1" })
 local failures = 0
 local q = customerio.Queue.new(track, {
-  max_events = events + warmup, max_bytes = 1024 * 1024 * 1024,
+  max_events = events + warmup, max_bytes = 1024 * 1024 * 1024, order = order,
   on_error = function() failures = failures + 1 end,
 })
 
@@ -41,8 +44,9 @@ q:close()
 
 local enqueue_s, total_s = (t1 - t0) / 1000, (t2 - t0) / 1000
 io.write(string.format(
-  '{"lua":"%s","events":%d,"enqueue_seconds":%.4f,"deliver_seconds":%.4f,"enqueue_per_s":%.0f,' ..
+  '{"lua":"%s","order":"%s","events":%d,"enqueue_seconds":%.4f,"deliver_seconds":%.4f,"enqueue_per_s":%.0f,' ..
   '"delivered_per_s":%.0f,"requests":%d,"batches":%d,"sent":%d,"failed":%d,"dropped":%d,"on_error":%d}\n',
-  type(jit) == "table" and jit.version or _VERSION, events, enqueue_s, total_s, events / enqueue_s, events / total_s,
+  type(jit) == "table" and jit.version or _VERSION, tostring(order), events, enqueue_s, total_s,
+  events / enqueue_s, events / total_s,
   s.requests - before.requests, s.batches - before.batches, s.sent - before.sent, s.failed, s.dropped, failures))
 if s.sent - before.sent ~= events or s.failed ~= 0 then os.exit(1) end

@@ -6,8 +6,9 @@
 #
 # Measures, against a local nginx that answers 200 `{}` to everything:
 #   - ours: EVENTS identify operations enqueued into customerio.Queue (Lua 5.4 and LuaJIT),
-#     delivered as /api/v2/batch requests (500 KB batches, 4 in flight): events/s enqueued,
-#     and events/s delivered (first enqueue to the end of flush);
+#     delivered as /api/v2/batch requests (500 KB batches, 4 in flight, each person's
+#     operations in order: the default order = "batch"): events/s enqueued, and events/s
+#     delivered (first enqueue to the end of flush);
 #   - customerio-node 5.2.0 on Node 22 sending the same identify events one request each,
 #     32 in flight (bench/identify.js): events/s delivered;
 # and prints the ratio delivered(ours) / delivered(Node) against the target of 20x.

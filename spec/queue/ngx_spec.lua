@@ -26,13 +26,18 @@ local core = require("customerio.core")
 local failures = {}
 M.failures = failures
 
-function M.init_worker(upstream)
+function M.init_worker(upstream, stats_dict)
   local track = customerio.TrackClient.new("site_n", "ngxkey_123", {
     url = upstream .. "/api/v1", retry = { max_retries = 10, min_timeout = 1, max_timeout = 10 },
   })
   M.track = track
-  M.q = queue_ngx.new(track, { flush_interval = 50, batch_bytes = 8 * 1024,
-    on_error = function(op, err) failures[#failures + 1] = { op = op, status = err.status, reason = err.reason } end })
+  M.q = queue_ngx.new(track, { flush_interval = 50, batch_bytes = 8 * 1024, stats_dict = stats_dict,
+    on_error = function(ops, err)
+      for i, op in ipairs(ops) do
+        local e = err.op_errors and err.op_errors[i] or err
+        failures[#failures + 1] = { op = op, status = e.status, reason = e.reason, batch = #ops, count = err.count }
+      end
+    end })
   assert(M.q:track("init-1", "boot"))
   M.small = queue_ngx.new(track, { max_events = 5, flush_interval = 60000 })
   -- customerio.Queue.new picks the nginx half by itself inside nginx.
@@ -58,6 +63,19 @@ function M.content()
   local what = ngx.var.uri:match("^/(%w+)")
   if what == "enqueue" then
     return reply({ ok = M.enqueue(args.prefix, tonumber(args.n)) })
+  elseif what == "order" then
+    -- people x updates identify operations with a counter, round by round, then flush.
+    for u = 1, tonumber(args.updates) do
+      for p = 1, tonumber(args.people) do assert(M.q:identify("o" .. p, { counter = u })) end
+    end
+    local ok, err = M.q:flush(60000)
+    return reply({ ok = ok or false, err = err and tostring(err) or nil, stats = M.q:stats() })
+  elseif what == "enqflush" then
+    -- Enqueue and flush in one handler: no timer runs in between, the flush holds them all.
+    local n = M.enqueue(args.prefix, tonumber(args.n))
+    local ok, err = M.q:flush(tonumber(args.timeout) or 10000)
+    return reply({ n = n, ok = ok or false, err = err and tostring(err) or nil, kind = err and err.kind,
+      sent = err and err.sent, failed = err and err.failed, pending = err and err.pending })
   elseif what == "flush" then
     local ok, err = M.q:flush(tonumber(args.timeout) or 10000)
     return reply({ ok = ok or false, err = err and tostring(err) or nil, stats = M.q:stats() })
@@ -102,7 +120,7 @@ local CONF = [==[
 {{USER}}
 daemon on;
 master_process on;
-worker_processes 1;
+worker_processes {{WORKERS}};
 pid "{{PREFIX}}/nginx.pid";
 error_log "{{PREFIX}}/error.log" warn;
 load_module {{MODULES}}/ndk_http_module.so;
@@ -118,7 +136,8 @@ http {
     lua_package_path "{{ROOT}}/lua/?.lua;{{ROOT}}/lua/?/init.lua;{{PREFIX}}/?.lua;/usr/share/lua/5.1/?.lua;;";
     lua_package_cpath "{{ROOT}}/build/luajit/?.so;;";
     lua_socket_log_errors off;
-    init_worker_by_lua_block { require("qapp").init_worker("{{UPSTREAM}}") }
+    lua_shared_dict cio_stats 1m;
+    init_worker_by_lua_block { require("qapp").init_worker("{{UPSTREAM}}", {{DICT}}) }
     server {
         listen 127.0.0.1:{{PORT}};
         location = /logflush { content_by_lua_block { require("qapp").log_flush_result() } }
@@ -132,9 +151,12 @@ http {
 ]==]
 
 -- nginx through tools/nginx.lua: a failed start stops what it started before raising.
-local function start()
+-- `workers` nginx workers (default 1); with more than one, the queues share totals through
+-- the shared dict cio_stats.
+local function start(workers)
   return nginx.start({ name = "cio-qngx", template_text = CONF, files = { ["qapp.lua"] = APP },
-    vars = { UPSTREAM = server.url() }, ready = "/stats" })
+    vars = { UPSTREAM = server.url(), WORKERS = tostring(workers or 1),
+      DICT = workers and workers > 1 and '"cio_stats"' or "nil" }, ready = "/stats" })
 end
 
 local function get(app, path)
@@ -212,13 +234,15 @@ describe_ngx("customerio.queue.ngx in nginx", function()
     server.respond({ status = 429 })
     server.respond({ status = 207,
       body = '{"errors":[{"batch_index":0,"reason":"invalid","field":"name","message":"bad name"}]}' })
-    assert.are.equal(300, get(app, "/enqueue?prefix=r&n=300").ok)
-    local res = get(app, "/flush?timeout=10000")
-    assert.is_true(res.ok)
+    local res = get(app, "/enqflush?prefix=r&n=300&timeout=10000")
+    assert.are.equal(300, res.n)
+    assert.is_false(res.ok) -- honest: one of the operations held was rejected
+    assert.are.same({ "failed", 299, 1, 0 }, { res.kind, res.sent, res.failed, res.pending })
     local st = get(app, "/stats")
     assert.are.equal(1, #st.failures)
     assert.are.equal(207, st.failures[1].status)
     assert.are.equal("invalid", st.failures[1].reason)
+    assert.are.equal(1, st.failures[1].count) -- one on_error call for the batch, with its one rejection
     local rejected = st.failures[1].op.identifiers.id
     -- every other event arrived; batches that failed were resent whole (same bytes)
     local bodies, distinct = {}, 0
@@ -239,6 +263,42 @@ describe_ngx("customerio.queue.ngx in nginx", function()
     assert.are.equal(st.stats.enqueued, st.stats.sent + st.stats.failed + st.stats.queued + st.stats.in_flight)
   end)
 
+  it("keeps each person's updates in order under faults (500, 429, resets, lost acks, jitter)", function()
+    server.reset()
+    server.chaos({ rate = 0.3, seed = 5, jitter = 10, path = "/api/v2/batch" })
+    local res = get(app, "/order?people=40&updates=20")
+    local log = server.requests("/api/v2/batch")
+    server.reset()
+    assert.is_true(res.ok, res.err)
+    local top, seen, refused = {}, {}, 0
+    for _, r in ipairs(log) do
+      if r.tag ~= "accepted" then
+        refused = refused + 1
+      else
+        local per = {}
+        for _, op in ipairs(core.json_decode(r.body).batch) do
+          local id = op.identifiers.id
+          per[id] = per[id] or {}
+          table.insert(per[id], op.attributes.counter)
+        end
+        for id, list in pairs(per) do
+          local sig = table.concat(list, ",")
+          local before = top[id] or 0
+          seen[id] = seen[id] or {}
+          if list[1] > before then
+            top[id] = list[#list]
+          else -- only a replay of an accepted batch (lost ack), before any later one
+            assert(seen[id][sig] and list[#list] == before, id .. ": " .. sig .. " accepted after " .. before)
+          end
+          for k = 2, #list do assert(list[k] > list[k - 1], id .. ": " .. sig) end
+          seen[id][sig] = true
+        end
+      end
+    end
+    assert.is_true(refused > 0)
+    for p = 1, 40 do assert.are.equal(20, top["o" .. p]) end
+  end)
+
   it("sends what is left when the worker exits", function()
     server.reset()
     -- a queue whose periodic flush is 10 minutes away: only the exit can send it
@@ -248,5 +308,32 @@ describe_ngx("customerio.queue.ngx in nginx", function()
     app = nil
     local ids = ids_received()
     for i = 1, 20 do assert.are.equal(1, ids["x" .. i], log) end
+  end)
+end)
+
+describe_ngx("customerio.queue.ngx stats across workers", function()
+  it("adds every worker's counters in the stats_dict (stats().all) next to the worker's own", function()
+    server.reset()
+    local app = start(2)
+    local ok, err = pcall(function()
+      for i = 1, 20 do assert.are.equal(10, get(app, "/enqueue?prefix=w" .. i .. "_&n=10").ok) end
+      -- Each worker enqueued one event in init_worker: 202 in all, whichever worker served what.
+      local st
+      for _ = 1, 200 do
+        st = get(app, "/stats")
+        if st.stats.all.sent == 202 then break end
+        sh("sleep 0.05")
+      end
+      local all, own = st.stats.all, st.stats
+      assert.are.equal(202, all.enqueued)
+      assert.are.equal(202, all.sent)
+      assert.are.equal(0, all.failed + all.queued + all.in_flight)
+      assert.is_true(own.enqueued >= 1 and own.enqueued <= all.enqueued)
+      assert.is_true(all.requests >= 2 and all.batches >= 2)
+      local ids = ids_received()
+      assert.are.equal(2, ids["init-1"])
+    end)
+    stop(app)
+    assert(ok, err)
   end)
 end)

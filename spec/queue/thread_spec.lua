@@ -256,26 +256,34 @@ describe("customerio.Queue", function()
     q:close()
   end)
 
-  it("on a 207 reports only the rejected operations and resends nothing", function()
+  it("on a 207 reports only the rejected operations, in one on_error call, and resends nothing", function()
     server.respond({ status = 207, body = '{"errors":[{"batch_index":1,"reason":"invalid","field":"identifiers",' ..
       '"message":"identifiers must have exactly one of id, email, cio_id"},{"batch_index":3,"reason":"size",' ..
       '"field":"attributes","message":"too big"}]}' })
-    local failures = {}
-    local q = new_queue({ flush_interval = 60000, on_error = function(op, err, json)
-      failures[#failures + 1] = { op = op, err = err, json = json }
+    local calls = {}
+    local q = new_queue({ flush_interval = 60000, on_error = function(ops, err, jsons)
+      calls[#calls + 1] = { ops = ops, err = err, jsons = jsons }
     end })
     for i = 1, 5 do assert.is_true(q:identify("u" .. i, { n = i })) end
-    assert.is_true(q:flush(5000))
+    local ok, ferr = q:flush(5000)
+    assert.is_nil(ok)
+    assert.are.equal("failed", ferr.kind)
+    assert.are.same({ 3, 2, 0 }, { ferr.sent, ferr.failed, ferr.pending })
     assert.are.equal(1, server.count())
-    assert.are.equal(2, #failures)
-    assert.are.equal("u2", failures[1].op.identifiers.id)
-    assert.are.equal("u4", failures[2].op.identifiers.id)
-    assert.are.equal(207, failures[1].err.status)
-    assert.are.equal("invalid", failures[1].err.reason)
-    assert.are.equal("identifiers", failures[1].err.field)
-    assert.matches("exactly one of id", tostring(failures[1].err))
-    assert.are.equal("size", failures[2].err.reason)
-    assert.is_string(failures[1].json)
+    assert.are.equal(1, #calls)
+    local ops, err = calls[1].ops, calls[1].err
+    assert.are.equal(2, #ops)
+    assert.are.equal(2, err.count)
+    assert.are.equal("u2", ops[1].identifiers.id)
+    assert.are.equal("u4", ops[2].identifiers.id)
+    assert.are.equal(207, err.status)
+    assert.matches("2 operation%(s%) of the batch rejected", tostring(err))
+    assert.are.equal("invalid", err.op_errors[1].reason)
+    assert.are.equal("identifiers", err.op_errors[1].field)
+    assert.matches("exactly one of id", tostring(err.op_errors[1]))
+    assert.are.equal("size", err.op_errors[2].reason)
+    assert.is_string(calls[1].jsons[1])
+    assert.are.same(ops[2], core.json_decode(calls[1].jsons[2]))
     local s = q:stats()
     assert.are.equal(3, s.sent)
     assert.are.equal(2, s.failed)
@@ -331,24 +339,30 @@ describe("customerio.Queue", function()
     server.respond({ status = 400, body = '{"errors":[{"reason":"bad","message":"malformed batch"}]}' })
     local failures = {}
     local q = new_queue({ flush_interval = 60000, retry = { max_retries = 1, min_timeout = 1, max_timeout = 2 },
-      on_error = function(op, err) failures[#failures + 1] = { op = op, err = err } end })
+      on_error = function(ops, err) failures[#failures + 1] = { ops = ops, err = err } end })
     assert.is_true(q:identify("a"))
     assert.is_true(q:identify("b"))
-    assert.is_true(q:flush(5000))
-    assert.are.equal(2, #failures)
+    local ok, ferr = q:flush(5000)
+    assert.is_nil(ok)
+    assert.are.same({ "failed", 0, 2, 0 }, { ferr.kind, ferr.sent, ferr.failed, ferr.pending })
+    assert.are.equal(1, #failures) -- one call for the batch
+    assert.are.equal(2, #failures[1].ops)
     assert.are.equal(400, failures[1].err.status)
     assert.matches("malformed batch", tostring(failures[1].err))
-    assert.are.equal("a", failures[1].op.identifiers.id)
+    assert.are.equal("a", failures[1].ops[1].identifiers.id)
+    assert.are.equal("b", failures[1].ops[2].identifiers.id)
     assert.are.equal(1, server.count())
 
     server.reset()
     server.respond_many(2, { status = 502 })
     failures = {}
     assert.is_true(q:identify("c"))
-    assert.is_true(q:flush(5000))
+    assert.is_nil(q:flush(5000))
     assert.are.equal(1, #failures)
     assert.are.equal(502, failures[1].err.status)
     assert.are.equal(2, failures[1].err.attempts)
+    -- A flush only answers for what was held at its call: nothing is held now.
+    assert.is_true(q:flush(5000))
     local s = q:stats()
     assert.are.equal(3, s.failed)
     assert.are.equal(0, s.sent)
@@ -361,7 +375,7 @@ describe("customerio.Queue", function()
     local got
     local q = new_queue({ flush_interval = 0, on_error = function(_, err) got = err end })
     assert.is_true(q:identify("a"))
-    assert.is_true(q:flush(5000))
+    assert.is_nil(q:flush(5000))
     assert.is_not_nil(got)
     assert.is_nil(tostring(got):find(API_KEY, 1, true))
     assert.is_nil((got.body or ""):find(API_KEY, 1, true))
@@ -398,7 +412,7 @@ describe("customerio.Queue", function()
     local failures = 0
     local q = customerio.Queue.new(new_track({ url = "http://127.0.0.1:9/api/v1" }), {
       flush_interval = 0, retry = { max_retries = 100, min_timeout = 50, max_timeout = 50, max_total_backoff = 60000 },
-      on_error = function() failures = failures + 1 end,
+      on_error = function(ops) failures = failures + #ops end,
     })
     for i = 1, 20 do assert.is_true(q:track("u" .. i, "e")) end
     local t0 = core.monotonic_ms()
@@ -535,6 +549,86 @@ describe("customerio.Queue", function()
     print(string.format("\n# queue 100k with faults: enqueue %.0f ms (%.0f/s), delivered in %.0f ms (%.0f/s); " ..
       "%d requests, %d faults, %d retries (reading the server's record took %.0f ms)", enqueue_ms,
       N / enqueue_ms * 1000, total_ms, N / total_ms * 1000, #reqs, faults, s.retried, fetch_ms))
+    q:close()
+  end)
+
+  it("refuses a Track client whose url does not end in /api/v1, saying what it expected", function()
+    for _, url in ipairs({ server.url(), server.url() .. "/api", server.url() .. "/v1", server.url() .. "/api/v1/x" }) do
+      local track = customerio.TrackClient.new(SITE_ID, API_KEY, { url = url })
+      local ok, err = pcall(customerio.Queue.new, track)
+      assert.is_false(ok)
+      assert.matches("url must be an http%(s%) URL ending in /api/v1", err)
+      assert.matches("got " .. url:gsub("%p", "%%%0"), err)
+    end
+    -- A trailing slash and a region's url are fine; the queue's own url option bypasses the check.
+    for _, opts in ipairs({ { url = server.url() .. "/api/v1/" }, { region = "eu" } }) do
+      local q = customerio.Queue.new(customerio.TrackClient.new(SITE_ID, API_KEY, opts), { flush_interval = 60000 })
+      assert.matches("/api/v2/batch$", q.url)
+      q:close(0)
+    end
+    local q = customerio.Queue.new(customerio.TrackClient.new(SITE_ID, API_KEY, { url = server.url() }),
+      { url = server.url() .. "/custom/v2", retry = FAST_RETRY })
+    assert.are.equal(server.url() .. "/custom/v2/batch", q.url)
+    assert.is_true(q:identify("u", {}))
+    assert.is_true(q:flush(5000))
+    assert.are.equal(1, #server.requests("/custom/v2/batch"))
+    q:close()
+  end)
+
+  it("flush answers for the operations held at its call: true only when all were accepted", function()
+    -- 10 operations in 2 batches: the first accepted, the second refused for good (400).
+    server.respond({ status = 200 })
+    server.respond({ status = 400, body = '{"errors":[{"message":"nope"}]}' })
+    local calls = 0
+    local q = new_queue({ flush_interval = 60000, max_in_flight = 1, batch_bytes = 1024, order = false,
+      on_error = function() calls = calls + 1 end })
+    local blob = string.rep("x", 150)
+    for i = 1, 10 do assert.is_true(q:identify("u" .. i, { pad = blob })) end
+    local ok, err = q:flush(5000)
+    assert.is_nil(ok)
+    assert.are.equal("failed", err.kind)
+    assert.are.equal(10, err.sent + err.failed)
+    assert.is_true(err.sent > 0 and err.failed > 0)
+    assert.are.equal(0, err.pending)
+    assert.matches("sent, .* failed", tostring(err))
+    assert.are.equal(1, calls)
+    -- Later operations answer for themselves.
+    assert.is_true(q:identify("later", {}))
+    assert.is_true(q:flush(5000))
+    q:close()
+  end)
+
+  it("flush reports what is still pending when it times out", function()
+    server.respond({ status = 200, delay = 800 })
+    local q = new_queue({ flush_interval = 60000 })
+    for i = 1, 3 do assert.is_true(q:identify("p" .. i, {})) end
+    local ok, err = q:flush(100)
+    assert.is_nil(ok)
+    assert.are.same({ "timeout", 0, 0, 3 }, { err.kind, err.sent, err.failed, err.pending })
+    assert.is_true(err.retryable)
+    assert.is_true(q:flush(5000))
+    q:close()
+  end)
+
+  it("a retried batch holds back only the people in it", function()
+    -- The first batch (a, b) is answered 500 after 1 s and retried; c's batch goes meanwhile.
+    server.respond({ status = 500, delay = 1000 })
+    local q = new_queue({ flush_interval = 60000, max_in_flight = 2, retry = { min_timeout = 200, max_timeout = 200 } })
+    assert.is_true(q:identify("a", { n = 1 }))
+    assert.is_true(q:identify("b", { n = 1 }))
+    assert.is_nil(q:flush(0)) -- the first batch leaves now
+    server.wait(1, 5000)       -- and the server holds it for a second
+    assert.is_true(q:identify("a", { n = 2 }))
+    assert.is_true(q:identify("c", { n = 1 }))
+    assert.is_true(q:flush(5000))
+    local order = {}
+    for _, b in ipairs(batches()) do
+      local ids = {}
+      for _, op in ipairs(b.ops) do ids[#ids + 1] = op.identifiers.id .. op.attributes.n end
+      order[#order + 1] = table.concat(ids, " ")
+    end
+    -- 1: a1 b1 (500); 2: c1 (a2 held back by a1's retry); 3: a1 b1 again; 4: a2.
+    assert.are.same({ "a1 b1", "c1", "a1 b1", "a2" }, order)
     q:close()
   end)
 end)

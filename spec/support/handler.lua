@@ -77,7 +77,11 @@ local function recorded()
   local out = {}
   for i = 1, n do
     local r = dict:get("req:" .. i)
-    if r then out[#out + 1] = r end
+    if r then
+      local tag = dict:get("tag:" .. i)
+      if tag then r = r:sub(1, -2) .. ',"tag":' .. json.encode(tag) .. "}" end
+      out[#out + 1] = r
+    end
   end
   return "[" .. table.concat(out, ",") .. "]", #out
 end
@@ -102,6 +106,11 @@ local function control(what)
     if type(spec) ~= "table" then return send(400, json.encode({ error = err or "not an object" })) end
     local ok, qerr = enqueue(spec)
     if not ok then return send(500, json.encode({ error = qerr })) end
+    return send(200, '{"ok":true}')
+  elseif what == "chaos" then
+    local spec = json.decode(read_body())
+    if type(spec) ~= "table" then return send(400, '{"error":"not an object"}') end
+    dict:set("chaos", json.encode(spec))
     return send(200, '{"ok":true}')
   elseif what == "requests" then
     return send(200, (recorded()))
@@ -234,6 +243,35 @@ local function play(spec)
   return "done"
 end
 
+-- Chaos: a response drawn for request n from (seed, n), for requests with nothing scripted.
+local chaos_faults = {
+  { status = 500, tag = "refused" },
+  { status = 429, headers = { ["Retry-After"] = "0" }, tag = "refused" },
+  { drop = true, tag = "refused" },   -- reset before the reply; the server did not apply it
+  { drop = true, tag = "accepted" },  -- lost ack: applied, then the reply is lost
+}
+
+local function chaos_spec(n, uri)
+  local raw = dict:get("chaos")
+  if not raw then return nil end
+  local c = json.decode(raw)
+  if type(c.path) == "string" and uri:sub(1, #c.path) ~= c.path then return nil end
+  -- Two draws from a Lehmer generator seeded by (seed, n): deterministic per arrival number.
+  local x = ((tonumber(c.seed) or 1) * 7919 + n * 104729) % 2147483647
+  if x == 0 then x = 1 end
+  x = (x * 48271) % 2147483647
+  local u1 = x / 2147483647
+  x = (x * 48271) % 2147483647
+  local u2 = x / 2147483647
+  local jitter = (tonumber(c.jitter) or 0) * u2
+  local rate = tonumber(c.rate) or 0
+  if u1 < rate then
+    local f = chaos_faults[math.floor(u1 / rate * #chaos_faults) + 1]
+    return { status = f.status, headers = f.headers, drop = f.drop, tag = f.tag, delay = jitter }
+  end
+  return { delay = jitter, tag = "accepted" }
+end
+
 -- Recording -----------------------------------------------------------------------------------
 
 local function record(n, arrived)
@@ -281,7 +319,8 @@ local function serve()
 
   local ok, result = pcall(function()
     record(n, arrived)
-    local spec = dequeue(ngx.var.request_uri or "", ngx.req.get_method())
+    local spec = dequeue(ngx.var.request_uri or "", ngx.req.get_method()) or chaos_spec(n, ngx.var.uri or "")
+    if spec and type(spec.tag) == "string" then dict:set("tag:" .. n, spec.tag) end
     if spec then return play(spec) end
     send(200, "{}")
     return "done"

@@ -33,15 +33,26 @@
 --       chunked = true            no Content-Length (chunked transfer encoding)
 --       path = "/v1/send/email"   only for requests whose path starts with this (FIFO among them)
 --       method = "POST"           only for requests with this method
+--       tag = "text"              recorded as the `tag` of the request that plays this response
+--                                 (e.g. whether the test counts the request as accepted)
 --   server.respond_many(n, spec)  queue n copies
 --   With nothing queued the server answers 200 `{}`, application/json; charset=utf-8.
+--   server.chaos{rate = 0.3, seed = 7, jitter = 15, path = "/api/v2/batch"}   until reset,
+--                                 requests (under path) with no scripted response draw one
+--                                 from (seed, arrival number): with probability rate a fault,
+--                                 one of four equally likely: 500, 429 with Retry-After: 0
+--                                 (both tagged "refused"), a reset before the reply ("refused":
+--                                 the server did not apply it) or after it ("accepted": a lost
+--                                 ack); otherwise 200 `{}` tagged "accepted"; each delayed by
+--                                 0..jitter ms
 --
 --   server.requests([path_prefix])  recorded requests in arrival order (control calls excluded):
 --       { method, path (raw request target, query included, not decoded), uri (path before "?"),
 --         query (raw, "" if none), headers = {lower-case name = value (repeats joined by ", ")},
 --         body (raw string, "" if none), json (decoded body or nil; decoded on first access;
 --         null is server.null, arrays carry server.array_mt), connection,
---         connection_requests, time (seconds, ms precision), scheme, port, http_version, n }
+--         connection_requests, time (seconds, ms precision), scheme, port, http_version, n,
+--         tag (the played response's tag, if any) }
 --   server.last()  the last recorded request (nil if none)
 --   server.count() the number of recorded requests
 --   server.wait(n [, timeout_ms])  wait until n requests were recorded (for async clients)
@@ -302,6 +313,11 @@ end
 
 function server.respond(spec)
   server.respond_many(1, spec or {})
+end
+
+function server.chaos(spec)
+  assert(type(spec) == "table", "chaos: spec must be a table")
+  control("POST", "chaos", json.encode(spec))
 end
 
 local record_mt = {

@@ -47,7 +47,21 @@ function M.options(opts, known)
   return opts
 end
 
---- The error object of a refused operation (`why` is "full", "too_large" or "closed").
+--- What a Track client's `url` must look like for a queue: its v1 root (`.../api/v1`), from
+-- which the queue derives `.../api/v2/batch`. Raises with what was expected otherwise.
+-- @tparam string base_url
+-- @treturn string the v2 root
+function M.v2_root(base_url)
+  local root = type(base_url) == "string" and base_url:gsub("/+$", "") or nil
+  if root == nil or not root:match("^https?://[^/]") or not root:find("/api/v1$") then
+    fail("the Track client's url must be an http(s) URL ending in /api/v1 (like a region's, "
+      .. "https://track.customer.io/api/v1) for the queue to send to its /api/v2/batch; got "
+      .. tostring(base_url) .. " (or pass the queue's url option: the v2 root or its /batch URL)")
+  end
+  return (root:gsub("/api/v1$", "/api/v2"))
+end
+
+--- The error object of a refused operation (`why` is "full", "too_large", "forked" or "closed").
 -- Reads `self.max_events`, `self.max_bytes` and `self.op_bytes`.
 function M.refused(self, why, size)
   if why == "full" then
@@ -62,8 +76,92 @@ function M.refused(self, why, size)
       message = size and string.format("operation is %d bytes as JSON; the limit is %d bytes", size, self.op_bytes)
         or string.format("operation is more than %d bytes as JSON; the limit is %d bytes", self.op_bytes, self.op_bytes),
     })
+  elseif why == "forked" then
+    return errors.new({
+      kind = "forked",
+      message = "this process is a fork() child of the one that created the queue, whose worker "
+        .. "thread did not survive the fork; create a new queue in the child (operations of the "
+        .. "parent's queue held at the fork are the parent's to deliver)",
+    })
   end
   return errors.new({ kind = "closed", message = "queue is closed" })
+end
+
+--- The error of a flush that did not see every operation accepted: `r` holds the counts of
+-- the operations held at the call (`sent`, `failed`, `pending`).
+function M.flush_error(r, timeout_ms)
+  local kind = r.pending > 0 and "timeout" or "failed"
+  return errors.new({
+    kind = kind, retryable = kind == "timeout", sent = r.sent, failed = r.failed, pending = r.pending,
+    message = string.format("flush %s: of the operations held, %d sent, %d failed (reported to on_error), "
+      .. "%d still pending after %d ms", kind == "timeout" and "timed out" or "saw failures",
+      r.sent, r.failed, r.pending, timeout_ms),
+  })
+end
+
+--- The `order` option: `"batch"` (default), `"strict"`, or `false`/`"none"`, as the C
+-- worker's number (`CIO_ORDER_*`: 1, 2, 0).
+M.ORDER = { batch = 1, strict = 2, none = 0 }
+function M.order(v)
+  if v == nil then return M.ORDER.batch end
+  if v == false then return M.ORDER.none end
+  local n = M.ORDER[v]
+  if n == nil then fail('order must be "batch", "strict", "none" or false') end
+  return n
+end
+
+-- An identifier value as text: integral numbers as their digits (42 and "42" are one key).
+local function id_text(v)
+  if type(v) == "number" and v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
+    return string.format("%.0f", v)
+  end
+  return tostring(v)
+end
+
+--- The ordering key of an operation: the entity it is sent as, by the identifiers it names:
+-- `type`, then each identifier name and value (`"person\0id\042"`,
+-- `"person\0email\0ada@example.com"`, `"object\0object_id\01\0object_type_id\02"`,
+-- `"delivery\0id\0..."`). A merge is keyed by its primary person; an event of an anonymous
+-- visitor by `anonymous_id`; relationship operations by the entity they are sent as (not by
+-- the other side of the relationship). nil for an operation that names nothing.
+-- @tparam table op a Track v2 operation
+-- @treturn string|nil
+function M.order_key(op)
+  local ids = op.identifiers
+  if op.action == "merge" then ids = op.primary end
+  if type(ids) ~= "table" then
+    if op.anonymous_id ~= nil then return "anonymous\0" .. id_text(op.anonymous_id) end
+    return nil
+  end
+  local first = next(ids)
+  if first == nil then return nil end
+  if next(ids, first) == nil then -- one identifier: the common case
+    local v = ids[first]
+    if type(v) ~= "string" then v = id_text(v) end
+    return tostring(op.type) .. "\0" .. first .. "\0" .. v
+  end
+  local names = {}
+  for k in pairs(ids) do names[#names + 1] = tostring(k) end
+  table.sort(names)
+  local parts = { tostring(op.type) }
+  for _, k in ipairs(names) do
+    parts[#parts + 1] = k
+    parts[#parts + 1] = id_text(ids[k])
+  end
+  return table.concat(parts, "\0")
+end
+
+--- The key function of a queue: the user's `order_key` option (checked) or `M.order_key`.
+function M.key_function(opt)
+  if opt == nil then return M.order_key end
+  if type(opt) ~= "function" then fail("order_key must be a function") end
+  return function(op)
+    local key = opt(op)
+    if key ~= nil and type(key) ~= "string" then
+      key = type(key) == "number" and id_text(key) or fail("order_key must return a string or nil")
+    end
+    return key
+  end
 end
 
 local methods = {}
@@ -85,7 +183,7 @@ local function enqueue(self, op)
     if self._q then self._rejected = self._rejected + 1 else self.rejected = self.rejected + 1 end
     return nil, M.refused(self, "too_large")
   end
-  return self:push_json(json)
+  return self:push_json(json, self.key_of(op))
 end
 
 --- Enqueue a v2 operation written by hand (or by `customerio.operations`): checked like
@@ -101,7 +199,7 @@ function methods:entity(op)
     end
     error(checked, 0)
   end
-  return self:push_json(json)
+  return self:push_json(json, self.key_of(checked))
 end
 
 --- Create or update a person (`person identify`).

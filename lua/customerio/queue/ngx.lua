@@ -5,7 +5,9 @@
 --     -- init_worker_by_lua_block (one queue per worker):
 --     local customerio = require("customerio")
 --     local track = customerio.TrackClient.new(site_id, api_key)
---     QUEUE = require("customerio.queue.ngx").new(track, { on_error = function(op, err) ngx.log(ngx.ERR, err) end })
+--     QUEUE = require("customerio.queue.ngx").new(track, {
+--       on_error = function(ops, err) ngx.log(ngx.ERR, #ops, " operation(s) not delivered: ", tostring(err)) end,
+--     })
 --     -- log_by_lua_block, access_by_lua_block, ... (any phase: enqueue only touches the buffer):
 --     QUEUE:track(ngx.var.cookie_uid, "page_served", { uri = ngx.var.uri })
 --
@@ -15,7 +17,9 @@
 -- exits (the timers' `premature` run sends what is left). At most `max_in_flight` timers
 -- send at once; each sends its batch through the client's retry policy (`X-Retry-Count`,
 -- backoff with `ngx.sleep`). A 207 reports only the rejected operations; what cannot be
--- delivered reaches `on_error(op, err, json)` (in a timer, pcall'd), or the error log.
+-- delivered reaches `on_error(ops, err, jsons)` once per failed batch (in a timer, pcall'd), or
+-- the error log. Each person's operations are sent in enqueue order (see docs/queue.md):
+-- at most one batch per ordering key is being sent at a time.
 --
 -- Bounded by `max_events` and `max_bytes` (buffer plus batches being sent): enqueue returns
 -- `nil, err` with kind "queue_full" when full, "too_large" for an operation over 32 KB.
@@ -51,8 +55,12 @@ M.defaults = {
 
 local known_options = {
   max_events = true, max_bytes = true, batch_bytes = true, flush_interval = true,
-  max_in_flight = true, on_error = true,
+  max_in_flight = true, on_error = true, order = true, order_key = true, stats_dict = true,
 }
+
+-- The counters stats() returns, and the ones published to the shared dict (all but closed).
+local COUNTERS = { "enqueued", "sent", "failed", "dropped", "rejected", "retried", "queued", "in_flight",
+  "bytes", "requests", "batches" }
 
 -- Where flush can wait (ngx.sleep): the phases with cosockets.
 local yieldable = require("customerio.transport.ngx").cosocket_phases
@@ -65,26 +73,40 @@ local function log_failure(n, err)
   ngx.log(ngx.ERR, "customerio.queue.ngx: ", n, " operation(s) not delivered: ", tostring(err))
 end
 
--- Hand failed operations (JSON strings) to on_error, one call each.
+-- Hand the failed operations of one batch (JSON strings) to on_error in one call:
+-- on_error(ops, err, jsons), as customerio.queue.thread does.
 local function report(self, list, err)
+  err.count = #list
   local on_error = self.on_error
   if on_error == nil then return log_failure(#list, err) end
-  for i = 1, #list do
-    local json = list[i]
-    local ok, e = pcall(on_error, core.json_decode(json) or json, err, json)
-    if not ok then ngx.log(ngx.ERR, "customerio.queue.ngx: on_error failed: ", tostring(e)) end
-  end
+  local ops = {}
+  for i = 1, #list do ops[i] = core.json_decode(list[i]) or list[i] end
+  local ok, e = pcall(on_error, ops, err, list)
+  if not ok then ngx.log(ngx.ERR, "customerio.queue.ngx: on_error failed: ", tostring(e)) end
 end
 
 --- Create a per-worker queue (call it in init_worker or later; not in init_by_lua).
 -- @tparam TrackClient track a client whose transport is the cosocket one (the default in nginx)
 -- @tparam[opt] table opts `max_events` (10000), `max_bytes` (16 MiB), `batch_bytes` (500 KB),
--- `flush_interval` (ms, 1000), `max_in_flight` (2), `on_error`
+-- `flush_interval` (ms, 1000), `max_in_flight` (2), `on_error` (`function(ops, err, jsons)`,
+-- once per failed batch), `order`, `order_key` (as `customerio.queue.thread`), `stats_dict`
+-- (the name of a `lua_shared_dict` where every worker adds its counters: `stats().all`)
 -- @treturn QueueNgx
 function M.new(track, opts)
   opts = common.options(opts, known_options)
   if type(track) ~= "table" or type(track.client) ~= "table" or type(track.v2_url) ~= "string" then
     fail("track client is required (a customerio.TrackClient)")
+  end
+  local v2_url = common.v2_root(track.url)
+  local order = common.order(opts.order)
+  local dict
+  if opts.stats_dict ~= nil then
+    if type(opts.stats_dict) ~= "string" then fail("stats_dict must be the name of a lua_shared_dict") end
+    dict = ngx.shared[opts.stats_dict]
+    if dict == nil then
+      fail("stats_dict: no lua_shared_dict named " .. opts.stats_dict .. " (declare `lua_shared_dict "
+        .. opts.stats_dict .. " 1m;` in the http block)")
+    end
   end
   local d = M.defaults
   local self = setmetatable({
@@ -95,13 +117,17 @@ function M.new(track, opts)
       { positive = true, default = d.flush_interval })),
     max_in_flight = count(opts.max_in_flight, "max_in_flight", 1, d.max_in_flight),
     on_error = opts.on_error,
-    v2_url = track.v2_url,
-    buf = {}, at = {}, head = 1, tail = 0,
+    v2_url = v2_url,
+    strict = order == common.ORDER.strict,
+    held = {}, owner = {}, stalled = false, passes = 0, flushes = {},
+    dict = dict, dict_prefix = opts.stats_dict and "cio:" or nil, published = {},
+    buf = {}, at = {}, keys = {}, seqs = {}, head = 1, tail = 0,
     queued = 0, queued_bytes = 0, in_flight = 0, in_flight_bytes = 0, running = 0,
     enqueued = 0, sent = 0, failed = 0, dropped = 0, rejected = 0, retried = 0, requests = 0, batches = 0,
     taken = 0, flush_target = 0, closed = false, timer = false,
   }, Queue)
   self.op_bytes = common.op_bytes(self.batch_bytes)
+  self.key_of = order == common.ORDER.none and function() return nil end or common.key_function(opts.order_key)
   -- The client, with a transport that counts requests and replays.
   local client = track.client
   local transport = client.transport
@@ -125,44 +151,90 @@ local function pending_size(self)
 end
 
 local function ready(self, force)
-  if self.queued == 0 then return false end
+  if self.queued == 0 or self.stalled then return false end
   if force or self.closed or self.taken < self.flush_target then return true end
   if pending_size(self) >= self.batch_bytes then return true end
   return (ngx.now() - self.at[self.head]) * 1000 >= self.flush_interval
 end
 
--- Detach the next batch from the buffer.
+-- Detach the next batch from the buffer, in enqueue order, skipping operations whose key is
+-- held by a batch being sent (with order "strict", also by this one) and every later one of a
+-- key skipped in this pass (as src/queue_worker.c does). Skipped operations stay in place;
+-- taken ones leave a hole (nil) that the head moves past. nil when nothing can go now.
 local function take(self)
-  local buf, at = self.buf, self.at
-  local parts, size, bytes, n = {}, OVERHEAD, 0, 0
-  local i = self.head
-  while i <= self.tail do
+  local buf, at, keys, seqs = self.buf, self.at, self.keys, self.seqs
+  local held, owner = self.held, self.owner
+  local parts, pkeys, pseqs, size, bytes, n = {}, {}, {}, OVERHEAD, 0, 0
+  local pass = self.passes + 1
+  self.passes = pass
+  local skipped = {}
+  for i = self.head, self.tail do
     local json = buf[i]
-    local add = #json + (n > 0 and 1 or 0)
-    if n > 0 and size + add > self.batch_bytes then break end
-    n = n + 1
-    parts[n] = json
-    size, bytes = size + add, bytes + #json
-    buf[i], at[i] = nil, nil
-    i = i + 1
+    if json then
+      local key = keys[i]
+      local go = true
+      if key then
+        if skipped[key] or (held[key] and (self.strict or owner[key] ~= pass)) then
+          skipped[key] = true
+          go = false
+        end
+      end
+      if go then
+        local add = #json + (n > 0 and 1 or 0)
+        if n > 0 and size + add > self.batch_bytes then break end
+        n = n + 1
+        parts[n], pkeys[n], pseqs[n] = json, key, seqs[i]
+        if key then held[key], owner[key] = (held[key] or 0) + 1, pass end
+        size, bytes = size + add, bytes + #json
+        buf[i], at[i], keys[i], seqs[i] = nil, nil, nil, nil
+      end
+    end
   end
-  self.head = i
+  while self.head <= self.tail and buf[self.head] == nil do self.head = self.head + 1 end
+  if n == 0 then
+    self.stalled = true
+    return nil
+  end
   self.queued, self.queued_bytes = self.queued - n, self.queued_bytes - bytes
   self.in_flight, self.in_flight_bytes = self.in_flight + n, self.in_flight_bytes + bytes
   self.taken, self.batches = self.taken + n, self.batches + 1
-  return parts, bytes
+  return parts, bytes, pkeys, pseqs
+end
+
+-- The operations of a sent batch are finished (failed[k]: operation k was not accepted):
+-- release their keys, count them for the running flushes.
+local function batch_done(self, parts, bytes, keys, seqs, failed, all_failed)
+  local held, flushes = self.held, self.flushes
+  local n = #parts
+  self.in_flight, self.in_flight_bytes = self.in_flight - n, self.in_flight_bytes - bytes
+  for k = 1, n do
+    local key = keys[k]
+    if key then
+      local c = held[key] - 1
+      if c == 0 then held[key], self.owner[key] = nil, nil else held[key] = c end
+    end
+    local bad = all_failed or failed[k]
+    if bad then self.failed = self.failed + 1 else self.sent = self.sent + 1 end
+    for f = 1, #flushes do
+      local fl = flushes[f]
+      if seqs[k] <= fl.seq then
+        if bad then fl.failed = fl.failed + 1 else fl.sent = fl.sent + 1 end
+      end
+    end
+  end
+  self.stalled = false
 end
 
 -- Send one batch (in a timer) and account for it.
-local function send_batch(self, parts, bytes)
+local function send_batch(self, parts, bytes, keys, seqs)
   local client = self.client
   local body = '{"batch":[' .. table.concat(parts, ",") .. "]}"
   local req = client:build("POST", { "batch" }, { base = self.v2_url, raw_body = body })
-  local result, err = client:send(req)
+  local ok, result, err = pcall(client.send, client, req)
+  if not ok then result, err = nil, errors.new({ kind = "request", message = tostring(result) }) end
   local n = #parts
-  self.in_flight, self.in_flight_bytes = self.in_flight - n, self.in_flight_bytes - bytes
   if result == nil then
-    self.failed = self.failed + n
+    batch_done(self, parts, bytes, keys, seqs, nil, true)
     return report(self, parts, err)
   end
   local errs = type(result) == "table" and result.errors
@@ -177,26 +249,51 @@ local function send_batch(self, parts, bytes)
       end
     end
   end
-  self.sent = self.sent + n - nbad
-  self.failed = self.failed + nbad
+  batch_done(self, parts, bytes, keys, seqs, bad, false)
+  if nbad == 0 then return end
+  -- One on_error call for the batch's rejected operations; each one's error in op_errors.
+  local list, op_errors = {}, {}
   for k = 1, n do
     local entries = bad[k]
     if entries then
       local e = entries[1]
       local msg = type(e.message) == "string" and e.message or type(e.reason) == "string" and e.reason or "operation rejected"
       if type(e.field) == "string" and not msg:find(e.field, 1, true) then msg = e.field .. ": " .. msg end
-      report(self, { parts[k] }, errors.redact(errors.new({
+      list[#list + 1] = parts[k]
+      op_errors[#op_errors + 1] = errors.new({
         kind = "http", status = 207, message = msg, reason = e.reason, field = e.field, errors = entries,
-      }), client.secrets))
+      })
     end
   end
+  local first = op_errors[1]
+  report(self, list, errors.redact(errors.new({
+    kind = "http", status = 207, reason = first.reason, field = first.field, errors = first.errors,
+    message = string.format("%d operation(s) of the batch rejected; first: %s", #list, first.message),
+    op_errors = op_errors,
+  }), client.secrets))
 end
 
 -- A sender: takes batches while they are due (all of them when forced).
 local function drain(self, force)
   while ready(self, force) do
-    local parts, bytes = take(self)
-    send_batch(self, parts, bytes)
+    local parts, bytes, keys, seqs = take(self)
+    if parts == nil then return end
+    send_batch(self, parts, bytes, keys, seqs)
+  end
+end
+
+-- Add this worker's counter changes since the last call to the shared dict's totals.
+local function publish(self)
+  local dict = self.dict
+  if dict == nil then return end
+  local now, published = self:own_stats(), self.published
+  for _, name in ipairs(COUNTERS) do
+    local delta = now[name] - (published[name] or 0)
+    if delta ~= 0 then
+      local _, err = dict:incr(self.dict_prefix .. name, delta, 0)
+      if err then ngx.log(ngx.ERR, "customerio.queue.ngx: stats_dict: ", err) return end
+      published[name] = now[name]
+    end
   end
 end
 
@@ -223,12 +320,21 @@ end
 
 local function tick(premature, self)
   if premature then
-    -- The worker is exiting: send everything now, in this timer.
-    local ok, err = pcall(drain, self, true)
-    if not ok then ngx.log(ngx.ERR, "customerio.queue.ngx: final flush failed: ", tostring(err)) end
+    -- The worker is exiting: send everything now, in this timer. Operations held back behind
+    -- a batch that another sender is still sending wait for it (up to 10 s).
+    local deadline = ngx.now() + 10
+    repeat
+      local ok, err = pcall(drain, self, true)
+      if not ok then ngx.log(ngx.ERR, "customerio.queue.ngx: final flush failed: ", tostring(err)) break end
+      if self.queued == 0 or self.in_flight == 0 then break end
+      ngx.sleep(0.005)
+      ngx.update_time()
+    until ngx.now() >= deadline
+    publish(self)
     return
   end
   kick(self)
+  publish(self)
 end
 
 local function ensure_timer(self)
@@ -243,9 +349,11 @@ end
 
 --- Enqueue an operation already encoded as JSON.
 -- @tparam string json
+-- @tparam[opt] string key its ordering key (nil: not ordered with anything)
 -- @return true, or nil and an error (`queue_full`, `too_large`, `closed`)
-function Queue:push_json(json)
+function Queue:push_json(json, key)
   if type(json) ~= "string" or json == "" then fail("json must be a non-empty string") end
+  if key ~= nil and type(key) ~= "string" then fail("key must be a string") end
   if self.closed then return nil, common.refused(self, "closed") end
   local len = #json
   if len > self.op_bytes then
@@ -259,9 +367,10 @@ function Queue:push_json(json)
   end
   local t = self.tail + 1
   self.tail = t
-  self.buf[t], self.at[t] = json, ngx.now()
-  self.queued, self.queued_bytes = self.queued + 1, self.queued_bytes + len
   self.enqueued = self.enqueued + 1
+  self.buf[t], self.at[t], self.keys[t], self.seqs[t] = json, ngx.now(), key, self.enqueued
+  self.queued, self.queued_bytes = self.queued + 1, self.queued_bytes + len
+  if self.stalled and not (key and self.held[key]) then self.stalled = false end
   ensure_timer(self)
   if pending_size(self) >= self.batch_bytes then kick(self) end
   return true
@@ -272,33 +381,39 @@ function Queue.poll()
   return 0
 end
 
---- Send everything buffered now; wait (where the phase can yield) until it is delivered.
+--- Send everything buffered now; wait (where the phase can yield) until each operation held
+-- at the call is accepted or has failed (and was handed to `on_error`).
 -- @tparam[opt=10000] number timeout_ms
--- @return true, or nil and an error of kind "timeout" or "phase" (then only scheduled)
+-- @return true when every one of them was accepted; else nil and an error: kind "phase"
+-- (cannot wait here: only scheduled), or as `customerio.queue.thread`'s flush ("timeout",
+-- "failed", with `sent`, `failed`, `pending`)
 function Queue:flush(timeout_ms)
   timeout_ms = check.ms(timeout_ms, "timeout_ms", { default = 10000 })
   self.flush_target = self.enqueued
+  local held = self.queued + self.in_flight
   kick(self)
   local phase = ngx.get_phase()
   if not yieldable[phase] then
-    if self.queued + self.in_flight == 0 then return true end
+    if held == 0 then return true end
     return nil, errors.new({ kind = "phase", message = "flush scheduled; it cannot wait in the " .. phase .. " phase" })
   end
+  local fl = { seq = self.enqueued, sent = 0, failed = 0 }
+  local flushes = self.flushes
+  flushes[#flushes + 1] = fl
   ngx.update_time()
   local deadline = ngx.now() + timeout_ms / 1000
-  while self.queued + self.in_flight > 0 do
+  while fl.sent + fl.failed < held do
     ngx.update_time()
-    if ngx.now() >= deadline then
-      return nil, errors.new({
-        kind = "timeout", retryable = true,
-        message = string.format("flush timed out after %.0f ms: %d operation(s) queued, %d in flight",
-          timeout_ms, self.queued, self.in_flight),
-      })
-    end
+    if ngx.now() >= deadline then break end
     if self.running == 0 then kick(self) end
     ngx.sleep(0.002)
   end
-  return true
+  for i = #flushes, 1, -1 do
+    if flushes[i] == fl then table.remove(flushes, i) end
+  end
+  local r = { sent = fl.sent, failed = fl.failed, pending = held - fl.sent - fl.failed }
+  if r.failed == 0 and r.pending == 0 then return true end
+  return nil, common.flush_error(r, timeout_ms)
 end
 
 --- Refuse new operations and flush what is buffered.
@@ -308,15 +423,30 @@ function Queue:close(timeout_ms)
   return self:flush(timeout_ms)
 end
 
---- Counters, as `customerio.Queue:stats()`.
--- @treturn table
-function Queue:stats()
+-- This worker's counters.
+function Queue:own_stats()
   return {
     enqueued = self.enqueued, sent = self.sent, failed = self.failed, dropped = self.dropped,
     rejected = self.rejected, retried = self.retried, queued = self.queued, in_flight = self.in_flight,
     bytes = self.queued_bytes + self.in_flight_bytes, requests = self.requests, batches = self.batches,
-    closed = self.closed,
+    reports = 0, closed = self.closed,
   }
+end
+
+--- Counters, as `customerio.Queue:stats()`, of this worker; with `stats_dict`, also `all`: the
+-- same counters (but `closed`) summed over every worker that used a queue with this dict
+-- since nginx started (each worker adds its changes at every `flush_interval` tick, at exit
+-- and on its own `stats()` calls; a worker killed without exiting leaves its last figures).
+-- @treturn table
+function Queue:stats()
+  local s = self:own_stats()
+  if self.dict then
+    publish(self)
+    local all = {}
+    for _, name in ipairs(COUNTERS) do all[name] = self.dict:get(self.dict_prefix .. name) or 0 end
+    s.all = all
+  end
+  return s
 end
 
 function Queue:__tostring()

@@ -3,7 +3,7 @@
 --     local customerio = require("customerio")
 --     local track = customerio.TrackClient.new(site_id, api_key)
 --     local q = customerio.Queue.new(track, {
---       on_error = function(op, err) log(err, op.action) end,   -- on this thread, from poll
+--       on_error = function(ops, err) log(#ops, err) end,   -- once per failed batch, on this thread
 --     })
 --     local ok, err = q:track("42", "purchase", { price = 23.45 })  -- microseconds, never blocks
 --     ...
@@ -19,7 +19,8 @@
 -- Failures never vanish: retryable ones (network, timeout, 408/429/5xx) are replayed with the
 -- client's backoff, the same bytes each time, and every event carries a ULID `id` so that a
 -- replayed batch counts once. What cannot be delivered (a 207 rejection of one operation, a
--- 4xx, retries exhausted, the queue closed before delivery) reaches `on_error(op, err, json)`
+-- 4xx, retries exhausted, the queue closed before delivery) reaches `on_error(ops, err, jsons)`
+-- (once per failed batch: its failed operations, decoded, the error, and their JSON)
 -- on the Lua thread, from the next `poll` (which every queue method calls) — or, without an
 -- `on_error`, a line on stderr. `stats()` counts it all:
 -- `enqueued = sent + failed + queued + in_flight` at any moment.
@@ -64,7 +65,7 @@ M.defaults = {
 local known_options = {
   max_events = true, max_bytes = true, batch_bytes = true, flush_interval = true,
   max_in_flight = true, on_error = true, retry = true, close_timeout = true, ca_file = true,
-  connect_timeout = true, timeout = true, url = true,
+  connect_timeout = true, timeout = true, url = true, order = true, order_key = true,
 }
 
 local function report_line(n, err)
@@ -97,27 +98,56 @@ local function report_error(r, secrets)
   return errors.redact(err, secrets, true)
 end
 
--- The function that hands reports to on_error; also kept by the C userdata for __gc, so it
--- must not refer to the queue object.
+-- One failed batch: the reports of one batch (a 207 makes one per rejected operation, all
+-- in a row) as (ops, err, jsons) for on_error.
+local function batch_failure(reports, from, to, secrets)
+  local ops, jsons = {}, {}
+  local first = report_error(reports[from], secrets)
+  local op_errors = {}
+  for i = from, to do
+    local r = reports[i]
+    local err = i == from and first or report_error(r, secrets)
+    for k = 1, #r.ops do
+      local json = r.ops[k]
+      jsons[#jsons + 1] = json
+      ops[#ops + 1] = core.json_decode(json) or json
+      op_errors[#op_errors + 1] = err
+    end
+  end
+  if to > from or reports[from].detail then
+    -- Rejected by a 207: the batch error says how many, each operation's error is in op_errors.
+    local err = errors.new({
+      kind = "http", status = first.status, attempts = first.attempts, body = first.body,
+      message = string.format("%d operation(s) of the batch rejected; first: %s", #ops, first.message),
+      reason = first.reason, field = first.field, errors = first.errors,
+    })
+    err.op_errors = op_errors
+    err.count = #ops
+    return ops, err, jsons
+  end
+  first.op_errors = op_errors
+  first.count = #ops
+  return ops, first, jsons
+end
+
+-- The function that hands reports to on_error, once per failed batch: on_error(ops, err,
+-- jsons). Also kept by the C userdata for __gc, so it must not refer to the queue object.
 local function make_reporter(on_error, secrets)
   return function(reports)
-    for i = 1, #reports do
-      local r = reports[i]
-      local err = report_error(r, secrets)
-      local list = r.ops
-      if on_error == nil then
-        report_line(#list, err)
-      elseif #list == 0 then
-        local ok, e = pcall(on_error, nil, err, nil)
-        if not ok then io.stderr:write("customerio.Queue: on_error failed: ", tostring(e), "\n") end
-      else
-        for k = 1, #list do
-          local json = list[k]
-          local op = core.json_decode(json)
-          local ok, e = pcall(on_error, op or json, err, json)
-          if not ok then io.stderr:write("customerio.Queue: on_error failed: ", tostring(e), "\n") end
-        end
+    local i = 1
+    while i <= #reports do
+      local j = i
+      if reports[i].detail then
+        while reports[j + 1] and reports[j + 1].detail and reports[j + 1].batch == reports[i].batch do j = j + 1 end
       end
+      local ops, err, jsons = batch_failure(reports, i, j, secrets)
+      if on_error == nil then
+        report_line(#ops, err)
+      else
+        local ok, e = pcall(on_error, ops, err, jsons)
+        if not ok then io.stderr:write("customerio.Queue: on_error failed: ", tostring(e), "\n") end
+      end
+      i = j + 1
     end
   end
 end
@@ -135,8 +165,8 @@ local function target(track, opts)
   if type(client) ~= "table" or type(client.headers) ~= "table" then
     fail("track client is required (a customerio.TrackClient)")
   end
-  local v2 = opts.url or track.v2_url
-  if v2 == nil and type(client.base_url) == "string" then v2 = client.base_url:gsub("/api/v1", "/api/v2", 1) end
+  local v2 = opts.url
+  if v2 == nil then v2 = common.v2_root(track.url or client.base_url) end
   if type(v2) ~= "string" or not v2:match("^https?://[^/]") then fail("url must be an absolute http or https URL") end
   local url = v2:gsub("/+$", "")
   if not url:find("/batch$") then url = url .. "/batch" end
@@ -160,10 +190,13 @@ end
 --- Create a queue for a Track client.
 -- @tparam TrackClient track where and how to send (URL, credentials, timeout, retry policy)
 -- @tparam[opt] table opts `max_events` (100000), `max_bytes` (64 MiB), `batch_bytes` (500 KB),
--- `flush_interval` (ms, 1000), `max_in_flight` (4), `on_error` (`function(op, err, json)`),
+-- `flush_interval` (ms, 1000), `max_in_flight` (4), `on_error` (`function(ops, err, jsons)`,
+-- once per failed batch), `order` (`"batch"`, `"strict"` or `false`; see the README's
+-- "Order"), `order_key` (`function(op)` → string|nil, replacing `customerio.queue.common.order_key`),
 -- `retry` (overrides the client's policy, see `customerio.http.retry`), `close_timeout` (ms, 10000:
 -- how long garbage collection and process exit wait for delivery), `timeout`,
--- `connect_timeout` (ms), `ca_file`, `url` (the v2 root, default the client's)
+-- `connect_timeout` (ms), `ca_file`, `url` (the v2 root or its /batch URL; default the
+-- client's url with /api/v1 replaced by /api/v2)
 -- @treturn Queue
 function M.new(track, opts)
   opts = common.options(opts, known_options)
@@ -173,6 +206,7 @@ function M.new(track, opts)
   local batch_bytes = count(opts.batch_bytes, "batch_bytes", 1024, d.batch_bytes)
   local op_bytes = common.op_bytes(batch_bytes)
   local reporter = make_reporter(opts.on_error, t.secrets)
+  local order = common.order(opts.order)
   local q = core.queue_new({
     url = t.url, headers = t.headers, timeout = t.timeout, connect_timeout = t.connect_timeout,
     ca_file = t.ca_file, retry = t.retry,
@@ -183,10 +217,12 @@ function M.new(track, opts)
     flush_interval = check.ms(opts.flush_interval, "flush_interval", { default = d.flush_interval }),
     max_in_flight = count(opts.max_in_flight, "max_in_flight", 1, d.max_in_flight),
     close_timeout = check.ms(opts.close_timeout, "close_timeout", { default = d.close_timeout }),
+    order = order,
     reporter = reporter,
   })
   return setmetatable({
     _q = q, _report = reporter, op_bytes = op_bytes, url = t.url, _rejected = 0,
+    key_of = order == common.ORDER.none and function() return nil end or common.key_function(opts.order_key),
     max_events = opts.max_events or d.max_events, max_bytes = opts.max_bytes or d.max_bytes,
   }, Queue)
 end
@@ -202,33 +238,35 @@ end
 
 --- Enqueue an operation already encoded as JSON (no checks beyond the size).
 -- @tparam string json
--- @return true, or nil and an error (`queue_full`, `too_large`, `closed`)
-function Queue:push_json(json)
+-- @tparam[opt] string key its ordering key (see `order`; nil: not ordered with anything)
+-- @return true, or nil and an error (`queue_full`, `too_large`, `closed`, `forked`)
+function Queue:push_json(json, key)
   if type(json) ~= "string" or json == "" then fail("json must be a non-empty string") end
-  local ok, why = self._q:push(json)
+  if key ~= nil and type(key) ~= "string" then fail("key must be a string") end
+  local ok, why = self._q:push(json, key)
   if ok then
     if why then self:poll() end
     return true
   end
+  if why == "forked" then return nil, common.refused(self, why) end
   self:poll()
   return nil, common.refused(self, why, #json)
 end
 
---- Send everything queued now and wait until it is delivered (or reported as failed).
+--- Send everything queued now and wait until each operation held at the call is accepted by
+-- Customer.io or has failed (and was handed to `on_error`).
 -- @tparam[opt=10000] number timeout_ms `math.huge`: as long as needed (at most
 -- `check.MAX_MS`, about 24.8 days)
--- @return true, or nil and an error of kind "timeout" (what is left stays queued)
+-- @return true when every one of them was accepted; else nil and an error with the counts
+-- `sent`, `failed` and `pending` (still held when the time was up) of those operations: kind
+-- "timeout" when some are pending (they stay queued), "failed" when all finished but some failed
 function Queue:flush(timeout_ms)
   timeout_ms = check.ms(timeout_ms, "timeout_ms", { default = 10000 })
-  local done = self._q:flush(timeout_ms)
+  if self._q:forked() then return nil, common.refused(self, "forked") end
+  local done, r = self._q:flush(timeout_ms)
   self:poll()
   if done then return true end
-  local s = self._q:stats()
-  return nil, errors.new({
-    kind = "timeout", retryable = true,
-    message = string.format("flush timed out after %.0f ms: %d operation(s) queued, %d in flight",
-      timeout_ms, s.queued, s.in_flight),
-  })
+  return nil, common.flush_error(r, timeout_ms)
 end
 
 --- Flush (waiting up to `timeout_ms`), report what could not be delivered, stop the thread.
@@ -239,6 +277,7 @@ end
 -- @return true, or nil and an error of kind "timeout" (the rest was reported to on_error)
 function Queue:close(timeout_ms)
   timeout_ms = check.ms(timeout_ms, "timeout_ms")
+  if self._q:forked() then return nil, common.refused(self, "forked") end
   local before = self._q:stats()
   local clean = self._q:close(timeout_ms)
   self:poll()
@@ -249,9 +288,10 @@ function Queue:close(timeout_ms)
   })
 end
 
---- Counters: `enqueued`, `sent`, `failed`, `dropped` (queue full), `rejected` (too large),
--- `retried` (batch replays), `queued` (not yet in a batch), `in_flight` (in a batch being
--- sent or waiting to be retried), `bytes` (held), `requests`, `batches`, `closed`.
+--- Counters (the README's "Queue statistics" explains each): `enqueued`, `sent`, `failed`,
+-- `dropped` (queue full), `rejected` (too large), `retried` (batch replays), `queued` (not yet
+-- in a batch), `in_flight` (in a batch being sent or waiting to be retried), `bytes` (held),
+-- `requests`, `batches`, `reports` (failure reports not yet handed to on_error), `closed`.
 -- `enqueued == sent + failed + queued + in_flight`.
 -- @treturn table
 function Queue:stats()
