@@ -24,6 +24,10 @@ local retry = {}
 -- @field respect_retry_after true
 -- @field retry_after_max 300 s
 -- @field max_total_backoff 30000 ms
+-- @field unsafe false: a call that is not idempotent (a transactional send, a broadcast
+-- trigger, a catalogue call that creates something) is replayed only when the request
+-- provably did not reach Customer.io's application (see `replay_allowed`); `true` replays it
+-- like any other call (customerio-node 5.x's behaviour: the message may be sent twice)
 -- @table defaults
 retry.defaults = {
   max_retries = 3,
@@ -33,6 +37,7 @@ retry.defaults = {
   respect_retry_after = true,
   retry_after_max = 300,    -- seconds
   max_total_backoff = 30000, -- ms
+  unsafe = false,
 }
 
 -- Transport failure kinds that are retried (not an option: "tls", "request" and "too_large"
@@ -75,6 +80,7 @@ function retry.policy(opts)
   nonneg_number(p.max_timeout, "max_timeout")
   nonneg_number(p.retry_after_max, "retry_after_max")
   nonneg_number(p.max_total_backoff, "max_total_backoff")
+  if type(p.unsafe) ~= "boolean" then check.fail("retry.unsafe must be a boolean") end
   if type(p.retry_statuses) ~= "table" then check.fail("retry.retry_statuses must be a list of statuses") end
   p.status_set = {}
   for i = 1, #p.retry_statuses do p.status_set[p.retry_statuses[i]] = true end
@@ -120,6 +126,26 @@ end
 --- Whether a transport failure kind is retried ("network" and "timeout" are).
 function retry.kind_retryable(kind)
   return RETRY_KIND_SET[kind] == true
+end
+
+--- Statuses that prove the request was not processed, so that even a call that is not
+-- idempotent may be replayed. Only 429: Customer.io documents it as the rate limit's answer
+-- (the request was refused, not acted on). Customer.io documents nothing of the kind for
+-- 5xx: a 500 may come after the message was queued, and a 502/503/504 from a proxy or load
+-- balancer says nothing about whether the application behind it acted on the request.
+retry.UNPROCESSED_STATUSES = { [429] = true }
+
+--- Whether a failed attempt may be replayed under this policy.
+-- @tparam table p policy
+-- @tparam boolean idempotent whether the call may be repeated without effect (Track calls,
+--   reads, updates); false for sends, triggers and creations
+-- @tparam[opt] number status the response's status (nil for a transport failure)
+-- @tparam[opt] string sent for a transport failure: "no", "unknown" (customerio.errors.SENT)
+-- @treturn boolean
+function retry.replay_allowed(p, idempotent, status, sent)
+  if idempotent or p.unsafe then return true end
+  if status then return retry.UNPROCESSED_STATUSES[status] == true end
+  return sent == "no"
 end
 
 return retry
