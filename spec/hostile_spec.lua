@@ -634,7 +634,7 @@ describe("hostile input", function()
       local res, err = t:identify("x", {})
       assert.is_nil(res)
       assert.are.equal("timeout", err.kind)
-      assert.matches("7 out of 100 bytes", err.message)
+      assert.matches("7 out of 100 bytes", err.detail)
       still_works(t)
     end)
 

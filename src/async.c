@@ -323,7 +323,8 @@ static int async_collect(lua_State *L, async_multi *m, int n) {
       lua_pushlstring(L, t->sink.body.data ? t->sink.body.data : "", t->sink.body.len);
       lua_rawseti(L, -2, 4);
     } else {
-      cio_push_failure(L, result, &t->sink, t->errbuf);
+      cio_push_failure(L, easy, result, &t->sink, t->errbuf);
+      lua_rawseti(L, -4, 5);
       lua_rawseti(L, -3, 4);
       lua_rawseti(L, -2, 3);
     }
@@ -340,7 +341,8 @@ static int async_collect(lua_State *L, async_multi *m, int n) {
  * @function handle:poll
  * @tparam[opt] number timeout_ms default 0
  * @treturn table|nil finished transfers, each `{id, status, headers, body}` or
- * `{id, nil, kind, message}` (kind: "timeout", "network", "tls", "request", "too_large");
+ * `{id, nil, kind, message, stage}` (kind: "timeout", "network", "tls", "request", "too_large";
+ * stage: see cio_curl_failure_stage);
  * nil when none finished
  * @treturn integer transfers still running
  */

@@ -98,7 +98,9 @@ static int http_new(lua_State *L) {
  * @tparam[opt] string body request body
  * @tparam[opt] number timeout_ms whole-request timeout (default 10000)
  * @return status, headers (lower-case names), body
- * @return nil, kind ("timeout", "network", "tls", "request", "too_large"), message
+ * @return nil, kind ("timeout", "network", "tls", "request", "too_large"), message, stage
+ * ("resolve", "connect", "tls", "send", "receive", "response", "request": see
+ * cio_curl_failure_stage)
  */
 static int http_perform(lua_State *L) {
   http_handle *h = http_check(L);
@@ -127,7 +129,8 @@ static int http_perform(lua_State *L) {
     lua_pushnil(L);
     lua_pushstring(L, cio_curl_error_kind(rc));
     lua_pushstring(L, curl_easy_strerror(rc));
-    return 3;
+    lua_pushliteral(L, "request");
+    return 4;
   }
 
   rc = curl_easy_perform(h->easy);
@@ -137,8 +140,8 @@ static int http_perform(lua_State *L) {
   curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
   if (rc != CURLE_OK) {
     lua_pushnil(L);
-    cio_push_failure(L, rc, &h->sink, h->errbuf);
-    return 3;
+    cio_push_failure(L, h->easy, rc, &h->sink, h->errbuf);
+    return 4;
   }
   curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
   lua_pushinteger(L, (lua_Integer)status);

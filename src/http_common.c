@@ -304,7 +304,40 @@ void cio_set_method(lua_State *L, CURL *easy, int arg, const char *method, size_
   }
 }
 
-void cio_push_failure(lua_State *L, CURLcode rc, const cio_sink *sink, const char *errbuf) {
+const char *cio_curl_failure_stage(CURL *easy, CURLcode rc, const cio_sink *sink) {
+  long request_bytes = 0;
+  curl_off_t connected_us = 0, appconnected_us = 0;
+  if (sink->too_large) return "response";
+  switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: return "resolve";
+    case CURLE_COULDNT_CONNECT: return "connect";
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_BAD_FUNCTION_ARGUMENT: return "request";
+    default: break;
+  }
+  if (strcmp(cio_curl_error_kind(rc), "tls") == 0) return "tls"; /* all raised by the handshake */
+  /* CURLINFO_REQUEST_SIZE counts the request bytes written by this transfer (libcurl resets it
+   * when a transfer starts). Without it, we cannot know: say "receive" (may have been acted on). */
+  if (curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_bytes) != CURLE_OK) return "receive";
+  if (request_bytes > 0) return "receive";
+  /* Nothing written: a timeout (or other failure) before the connection or the handshake was
+   * complete, or while the request head was being written. */
+  if (curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected_us) == CURLE_OK && connected_us == 0) {
+    return "connect";
+  }
+  if (curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &appconnected_us) == CURLE_OK) {
+    char *scheme = NULL;
+    if (curl_easy_getinfo(easy, CURLINFO_SCHEME, &scheme) == CURLE_OK && scheme != NULL &&
+        strcasecmp(scheme, "https") == 0 && appconnected_us == 0) {
+      return "tls";
+    }
+  }
+  return "send";
+}
+
+void cio_push_failure(lua_State *L, CURL *easy, CURLcode rc, const cio_sink *sink, const char *errbuf) {
   if (sink->too_large == 1) {
     lua_pushliteral(L, "too_large");
     lua_pushfstring(L, "response body larger than %d bytes", (int)sink->max_response);
@@ -320,6 +353,7 @@ void cio_push_failure(lua_State *L, CURLcode rc, const cio_sink *sink, const cha
     lua_pushstring(L, cio_curl_error_kind(rc));
     lua_pushstring(L, errbuf[0] ? errbuf : curl_easy_strerror(rc));
   }
+  lua_pushstring(L, cio_curl_failure_stage(easy, rc, sink));
 }
 
 /* Join each list of values in the table at `lists` with ", " into the table at `t`. */

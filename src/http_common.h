@@ -114,8 +114,15 @@ void cio_set_method(struct lua_State *L, CURL *easy, int arg, const char *method
  * be undefined); NaN and values <= 0 give 0, which callers refuse beforehand. */
 long cio_ms(double ms);
 
-/* Push a transfer failure as two values: kind, message ("too_large" when a limit was hit). */
-void cio_push_failure(struct lua_State *L, CURLcode rc, const cio_sink *sink, const char *errbuf);
+/* The stage at which a transfer failed: "resolve", "connect", "tls" (nothing of the request
+ * was written), "send" (connected; the request may be partly written), "receive" (the request
+ * was written: the server may have acted on it), "response" (a response arrived but broke a
+ * limit), "request" (libcurl refused the request itself). */
+const char *cio_curl_failure_stage(CURL *easy, CURLcode rc, const cio_sink *sink);
+
+/* Push a transfer failure as three values: kind, message ("too_large" when a limit was hit),
+ * stage (cio_curl_failure_stage). */
+void cio_push_failure(struct lua_State *L, CURL *easy, CURLcode rc, const cio_sink *sink, const char *errbuf);
 
 /* Push the last header block as a table of lower-case names (repeats joined by ", "), in time
  * linear in its size. */

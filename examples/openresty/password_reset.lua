@@ -44,7 +44,9 @@ local api = customerio.APIClient.new(os.getenv("CUSTOMERIO_APP_API_KEY"), {
   region = os.getenv("CUSTOMERIO_REGION"),
   url = os.getenv("CUSTOMERIO_APP_URL"),
   timeout = 5000,                                     -- ms, for each attempt
-  retry = { max_retries = 2, max_total_backoff = 2000 }, -- waits use ngx.sleep
+  -- waits use ngx.sleep; a send is replayed only when it provably was not sent (429, no
+  -- connection), never after a 5xx or a broken connection: no duplicate emails
+  retry = { max_retries = 2, max_total_backoff = 2000 },
 })
 
 local res, err = api:send_email(customerio.SendEmailRequest({
@@ -59,6 +61,7 @@ local res, err = api:send_email(customerio.SendEmailRequest({
 
 if not res then
   -- err.kind: "http" (err.status, err.message is Customer.io's), "timeout", "network", "tls"...
+  -- err.sent: "no", "yes" (a response arrived) or "unknown" (it may have been sent)
   ngx.log(ngx.ERR, "password reset email for ", email, " failed: ", tostring(err))
   if err.kind == "http" and err.status and err.status < 500 then
     return reply(502, { error = "the email could not be sent" })

@@ -274,7 +274,7 @@ local function poll_once(self, wait)
           self.transfers[r[1]] = nil
           self.n_transfers = self.n_transfers - 1
           call.transfer = nil
-          step(self, call, r[2], r[3], r[4])
+          step(self, call, r[2], r[3], r[4], r[5])
         end
       end
     end

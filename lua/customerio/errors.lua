@@ -1,8 +1,11 @@
 --- Error objects returned as the second value of every failed call.
 --
 -- An error is a table with `kind`, `status`, `message`, `body`, `headers`,
--- `retryable` and `attempts` (plus `method` and `url` of the request), whose
--- `tostring` reads well and which concatenates like a string. Bad arguments
+-- `retryable` and `attempts` (plus `method` and `url` of the request); `sent` ("no", "yes",
+-- "unknown": whether the request reached the server); for an HTTP status, `code` (and `codes`
+-- when there are several) from Customer.io's error body; for a transport failure `stage` and
+-- `detail` (the transport's own text; `message` words the failure the same way for every
+-- transport). Its `tostring` reads well and it concatenates like a string. Bad arguments
 -- are not errors of this kind: they raise.
 -- @module customerio.errors
 local errors = {}
@@ -95,6 +98,32 @@ function errors.parse_message(body, secrets)
   return errors.cut(text, 500, secrets)
 end
 
+--- The machine-readable codes of a Customer.io error body: the `code` of each entry of its
+-- `errors` list (or of `meta.errors`), else the entry's `reason` (Track v2 batch and entity
+-- errors), as strings, in order.
+-- @tparam string body raw response body
+-- @treturn table list (empty when there are none)
+function errors.parse_codes(body)
+  local out = {}
+  local v = decode(body)
+  if type(v) ~= "table" then return out end
+  local lists = { v.errors, type(v.meta) == "table" and v.meta.errors or nil }
+  for _, list in ipairs(lists) do
+    if type(list) == "table" then
+      for i = 1, #list do
+        local item = list[i]
+        if type(item) == "table" then
+          local code = item.code
+          if code == nil then code = item.reason end
+          if type(code) == "number" then code = tostring(code) end
+          if type(code) == "string" and code ~= "" then out[#out + 1] = code end
+        end
+      end
+    end
+  end
+  return out
+end
+
 local reasons = {
   [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
   [408] = "Request Timeout", [409] = "Conflict", [413] = "Payload Too Large",
@@ -116,9 +145,64 @@ function errors.from_response(res, extra, secrets)
     headers = res.headers,
     message = errors.parse_message(res.body, secrets) or reasons[res.status] or ("HTTP status " .. tostring(res.status)),
   }
+  local codes = errors.parse_codes(res.body)
+  e.code = codes[1]
+  if #codes > 1 then e.codes = codes end
   for k, v in pairs(extra or {}) do e[k] = v end
   return errors.new(e)
 end
+
+-- Transport failures -------------------------------------------------------------------------
+
+--- Whether the request reached the server, from the stage at which a transport failed:
+-- "no" (name resolution, connection or TLS handshake failed, or the request was refused before
+-- sending: nothing of it was written), "yes" (a response arrived), "unknown" (the connection
+-- broke or timed out after the request was, or may have been, written).
+-- @table SENT
+errors.SENT = {
+  resolve = "no", connect = "no", tls = "no", request = "no",
+  send = "unknown", receive = "unknown",
+  response = "yes",
+}
+
+-- One wording per failure, whichever transport saw it (curl, async, nginx): the transport's
+-- own text goes to `err.detail`. Keys are stage, then kind.
+local WORDING = {
+  resolve = { network = "could not resolve the host name %s", timeout = "timed out resolving the host name %s" },
+  connect = { network = "could not connect to %s", timeout = "timed out connecting to %s" },
+  tls = { tls = "TLS handshake with %s failed", timeout = "timed out in the TLS handshake with %s",
+          network = "TLS handshake with %s failed" },
+  send = { network = "the connection to %s failed before a complete response arrived",
+           timeout = "timed out before a complete response arrived from %s" },
+}
+WORDING.receive = WORDING.send
+
+local function host_port(u)
+  local scheme, authority = tostring(u):match("^(%a[%w+.-]*)://([^/?#]*)")
+  if not scheme then return tostring(u) end
+  authority = authority:gsub("^.*@", "")
+  if authority:find(":%d+$") then return authority end
+  return authority .. ":" .. (scheme:lower() == "https" and "443" or "80")
+end
+
+--- The fields of an error for a transport failure: `kind`, `message` (the same words for the
+-- same failure through every transport), `detail` (the transport's own text), `stage`, `sent`.
+-- @tparam string kind "network", "timeout", "tls", "request", "too_large", "phase"
+-- @tparam[opt] string stage where it failed (see `SENT`); nil is taken as "receive" (unknown)
+-- @tparam string detail the transport's message
+-- @tparam string url the request URL (its host and port are named)
+-- @treturn table fields for `errors.new`
+function errors.transport_fields(kind, stage, detail, url)
+  stage = errors.SENT[stage] and stage or "receive"
+  local words = WORDING[stage] and WORDING[stage][kind]
+  local host = host_port(url)
+  if stage == "resolve" then host = host:gsub(":%d+$", "") end
+  return {
+    kind = kind, stage = stage, sent = errors.SENT[stage], detail = detail,
+    message = words and string.format(words, host) or detail,
+  }
+end
+
 
 -- Redaction. Every error and queue report goes through `errors.redact` before a caller sees
 -- it, and every text this library cuts short goes through `errors.cut`; both use one list of

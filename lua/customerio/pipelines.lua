@@ -60,7 +60,7 @@ function PipelinesClient.new(write_key, opts)
   opts = check.optional_table(opts, "opts")
   Client.check_options(opts, extra_options)
   local region = Client.region(opts.region)
-  local root = Client.root(opts, region.cdp .. "/v1")
+  local root = Client.root(opts, region.cdp .. "/v1", "cdp")
   local headers = {}
   for k, v in pairs(check.optional_table(opts.headers, "headers")) do headers[k] = v end
   if opts.strict_mode then Client.set_header(headers, "X-Strict-Mode", "1") end

@@ -83,4 +83,23 @@ describe("customerio.http.retry", function()
     for _, k in ipairs({ "network", "timeout" }) do assert.is_true(retry.kind_retryable(k)) end
     for _, k in ipairs({ "tls", "request", "too_large" }) do assert.is_false(retry.kind_retryable(k)) end
   end)
+  it("replays a call that is not idempotent only when it provably was not processed", function()
+    local p = retry.policy()
+    assert.is_false(p.unsafe)
+    -- idempotent: anything transient
+    assert.is_true(retry.replay_allowed(p, true, 500))
+    assert.is_true(retry.replay_allowed(p, true, nil, "unknown"))
+    -- not idempotent: 429 and "not sent" only
+    assert.is_true(retry.replay_allowed(p, false, 429))
+    assert.is_true(retry.replay_allowed(p, false, nil, "no"))
+    for _, status in ipairs({ 408, 500, 502, 503, 504, 522, 524 }) do
+      assert.is_false(retry.replay_allowed(p, false, status))
+    end
+    assert.is_false(retry.replay_allowed(p, false, nil, "unknown"))
+    assert.is_false(retry.replay_allowed(p, false, nil, nil))
+    -- unsafe: Node's behaviour
+    local node = retry.policy({ unsafe = true })
+    assert.is_true(retry.replay_allowed(node, false, 503))
+    assert.is_true(retry.replay_allowed(node, false, nil, "unknown"))
+  end)
 end)

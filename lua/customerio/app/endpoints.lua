@@ -29,6 +29,9 @@
 -- - `defaults`: values of absent arguments; `enums`: allowed values of arguments;
 -- - `cursor`: the endpoint pages with `start` / `next` (see `APIClient:pages`);
 -- - `node = false`: not a method of customerio-node 5.2.0;
+-- - `idempotent = false`: the call creates or sends something, so repeating it may do it twice;
+--   it is replayed only when the request provably did not reach Customer.io (see docs/app.md,
+--   "Retries");
 -- - `family`, `doc`: for the reference.
 -- @module customerio.app.endpoints
 local endpoints = {}
@@ -105,7 +108,7 @@ E{ "listActivities", "GET", "activities", "options",
 
 F("segments")
 E{ "listSegments", "GET", "segments", "", doc = "The segments of the workspace." }
-E{ "createSegment", "POST", "segments", "segment:table", body = { segment = "segment" },
+E{ "createSegment", "POST", idempotent = false, "segments", "segment:table", body = { segment = "segment" },
   required = "segment.name", doc = "Create a manual segment (`name`, `description`)." }
 E{ "getSegment", "GET", "segments/{segment_id}", "segment_id", doc = "A segment." }
 E{ "deleteSegment", "DELETE", "segments/{segment_id}", "segment_id", doc = "Delete a manual segment." }
@@ -206,7 +209,7 @@ E{ "getBroadcastTriggers", "GET", "broadcasts/{broadcast_id}/triggers", "broadca
 F("newsletters")
 E{ "listNewsletters", "GET", "newsletters", "options", query = "start limit sort", cursor = true,
   doc = "The newsletters." }
-E{ "createNewsletter", "POST", "newsletters", "data:data", body = "data", doc = "Create a newsletter." }
+E{ "createNewsletter", "POST", idempotent = false, "newsletters", "data:data", body = "data", doc = "Create a newsletter." }
 E{ "getNewsletter", "GET", "newsletters/{newsletter_id}", "newsletter_id", doc = "A newsletter." }
 E{ "deleteNewsletter", "DELETE", "newsletters/{newsletter_id}", "newsletter_id", doc = "Delete a newsletter." }
 E{ "getNewsletterContents", "GET", "newsletters/{newsletter_id}/contents", "newsletter_id",
@@ -225,11 +228,11 @@ E{ "getNewsletterMetricsLinks", "GET", "newsletters/{newsletter_id}/metrics/link
   query = LINKS, doc = "Link click metrics of a newsletter." }
 E{ "getNewsletterMessages", "GET", "newsletters/{newsletter_id}/messages", "newsletter_id, options",
   query = DELIVERIES, cursor = true, doc = "The deliveries of a newsletter." }
-E{ "sendNewsletter", "POST", "newsletters/{newsletter_id}/send", "newsletter_id, data:data", body = "data",
+E{ "sendNewsletter", "POST", idempotent = false, "newsletters/{newsletter_id}/send", "newsletter_id, data:data", body = "data",
   doc = "Send a newsletter (optional rate-limit settings in `data`)." }
-E{ "scheduleNewsletter", "POST", "newsletters/{newsletter_id}/schedule", "newsletter_id, data:data",
+E{ "scheduleNewsletter", "POST", idempotent = false, "newsletters/{newsletter_id}/schedule", "newsletter_id, data:data",
   body = "data", doc = "Schedule a newsletter." }
-E{ "createNewsletterLanguage", "POST", "newsletters/{newsletter_id}/language", "newsletter_id, data:data",
+E{ "createNewsletterLanguage", "POST", idempotent = false, "newsletters/{newsletter_id}/language", "newsletter_id, data:data",
   body = "data", doc = "Add a translation to a newsletter." }
 E{ "getNewsletterLanguage", "GET", "newsletters/{newsletter_id}/language/{language}",
   "newsletter_id, language", doc = "One translation of a newsletter." }
@@ -239,9 +242,10 @@ E{ "deleteNewsletterLanguage", "DELETE", "newsletters/{newsletter_id}/language/{
   "newsletter_id, language", doc = "Delete one translation of a newsletter." }
 E{ "getNewsletterTestGroups", "GET", "newsletters/{newsletter_id}/test_groups", "newsletter_id",
   doc = "The A/B test groups of a newsletter." }
-E{ "createNewsletterTestGroup", "POST", "newsletters/{newsletter_id}/test_groups", "newsletter_id",
+E{ "createNewsletterTestGroup", "POST", idempotent = false, "newsletters/{newsletter_id}/test_groups", "newsletter_id",
   body = {}, doc = "Add an empty A/B test group to a newsletter." }
-E{ "createNewsletterTestGroupLanguage", "POST", "newsletters/{newsletter_id}/test_group/{test_group_id}/language",
+E{ "createNewsletterTestGroupLanguage", "POST", idempotent = false,
+  "newsletters/{newsletter_id}/test_group/{test_group_id}/language",
   "newsletter_id, test_group_id, data:data", body = "data", doc = "Add a translation to a newsletter test group." }
 E{ "getNewsletterTestGroupLanguage", "GET",
   "newsletters/{newsletter_id}/test_group/{test_group_id}/language/{language}",
@@ -257,7 +261,7 @@ E{ "deleteNewsletterTestGroupLanguage", "DELETE",
 F("design_studio")
 E{ "listDesignStudioFolders", "GET", "design_studio/folders", "options", query = DS_LIST,
   doc = "Design Studio folders (page-based: `page`, `limit`)." }
-E{ "createDesignStudioFolder", "POST", "design_studio/folders", "folder:table", body = "folder",
+E{ "createDesignStudioFolder", "POST", idempotent = false, "design_studio/folders", "folder:table", body = "folder",
   required = "folder.name", doc = "Create a Design Studio folder (`name`, `parent_folder_id`)." }
 E{ "getDesignStudioFolder", "GET", "design_studio/folders/{folder_id}", "folder_id",
   doc = "A Design Studio folder." }
@@ -267,7 +271,7 @@ E{ "deleteDesignStudioFolder", "DELETE", "design_studio/folders/{folder_id}", "f
   doc = "Delete a Design Studio folder." }
 E{ "listDesignStudioEmails", "GET", "design_studio/emails", "options",
   query = DS_LIST .. " is_template has_translations is_linked", doc = "Design Studio emails." }
-E{ "createDesignStudioEmail", "POST", "design_studio/emails", "email:table", body = "email",
+E{ "createDesignStudioEmail", "POST", idempotent = false, "design_studio/emails", "email:table", body = "email",
   required = "email.name", doc = "Create a Design Studio email." }
 E{ "getDesignStudioEmail", "GET", "design_studio/emails/{email_id}", "email_id", doc = "A Design Studio email." }
 E{ "updateDesignStudioEmail", "PUT", "design_studio/emails/{email_id}", "email_id, updates:table",
@@ -276,7 +280,7 @@ E{ "deleteDesignStudioEmail", "DELETE", "design_studio/emails/{email_id}", "emai
   doc = "Delete a Design Studio email." }
 E{ "listDesignStudioEmailLanguages", "GET", "design_studio/emails/{email_id}/languages", "email_id",
   doc = "The translations of a Design Studio email." }
-E{ "createDesignStudioEmailLanguage", "POST", "design_studio/emails/{email_id}/languages",
+E{ "createDesignStudioEmailLanguage", "POST", idempotent = false, "design_studio/emails/{email_id}/languages",
   "email_id, translation:table", body = "translation", required = "translation.language",
   doc = "Add a translation to a Design Studio email." }
 E{ "getDesignStudioEmailLanguage", "GET", "design_studio/emails/{email_id}/languages/{language}",
@@ -287,7 +291,7 @@ E{ "deleteDesignStudioEmailLanguage", "DELETE", "design_studio/emails/{email_id}
   "email_id, language", doc = "Delete one translation of a Design Studio email." }
 E{ "listDesignStudioComponents", "GET", "design_studio/components", "options", query = DS_LIST .. " tag",
   doc = "Design Studio components." }
-E{ "createDesignStudioComponent", "POST", "design_studio/components", "component:table", body = "component",
+E{ "createDesignStudioComponent", "POST", idempotent = false, "design_studio/components", "component:table", body = "component",
   required = "component.name component.tag", doc = "Create a Design Studio component (`name`, `tag`, `content`)." }
 E{ "getDesignStudioComponent", "GET", "design_studio/components/{component_id}", "component_id",
   doc = "A Design Studio component." }
@@ -299,7 +303,7 @@ E{ "deleteDesignStudioComponent", "DELETE", "design_studio/components/{component
 F("assets")
 E{ "listAssets", "GET", "assets", "options", query = "parent_folder_id direct_descendants_only page limit",
   doc = "Uploaded files (page-based)." }
-E{ "createAsset", "POST", "assets/files", "file:table", multipart = true, required = "file.filename",
+E{ "createAsset", "POST", idempotent = false, "assets/files", "file:table", multipart = true, required = "file.filename",
   doc = "Upload a file (multipart): `{data =, filename =, content_type =, name =, parent_folder_id =}`." }
 E{ "getAsset", "GET", "assets/files/{asset_id}", "asset_id", doc = "An uploaded file." }
 E{ "updateAsset", "PUT", "assets/files/{asset_id}", "asset_id, updates:table", body = "updates",
@@ -307,7 +311,7 @@ E{ "updateAsset", "PUT", "assets/files/{asset_id}", "asset_id, updates:table", b
 E{ "deleteAsset", "DELETE", "assets/files/{asset_id}", "asset_id", doc = "Delete an uploaded file." }
 E{ "listAssetFolders", "GET", "assets/folders", "options",
   query = "parent_folder_id direct_descendants_only page limit", doc = "Asset folders (page-based)." }
-E{ "createAssetFolder", "POST", "assets/folders", "folder:table", body = "folder", required = "folder.name",
+E{ "createAssetFolder", "POST", idempotent = false, "assets/folders", "folder:table", body = "folder", required = "folder.name",
   doc = "Create an asset folder." }
 E{ "getAssetFolder", "GET", "assets/folders/{folder_id}", "folder_id", doc = "An asset folder." }
 E{ "updateAssetFolder", "PUT", "assets/folders/{folder_id}", "folder_id, updates:table", body = "updates",
@@ -317,7 +321,7 @@ E{ "deleteAssetFolder", "DELETE", "assets/folders/{folder_id}", "folder_id",
 
 F("collections")
 E{ "listCollections", "GET", "collections", "", doc = "The collections." }
-E{ "createCollection", "POST", "collections", "collection:table", body = "collection",
+E{ "createCollection", "POST", idempotent = false, "collections", "collection:table", body = "collection",
   required = "collection.name", doc = "Create a collection (`name`, `data` or `url`)." }
 E{ "getCollection", "GET", "collections/{collection_id}", "collection_id", doc = "A collection." }
 E{ "updateCollection", "PUT", "collections/{collection_id}", "collection_id, updates:table", body = "updates",
@@ -336,14 +340,14 @@ E{ "getSuppressions", "GET", "esp/suppression/{suppression_type}", "suppression_
 E{ "getDomainSuppressions", "GET", "esp/domains/{domain_name}/suppression/{suppression_type}",
   "domain_name, suppression_type, options", query = "limit email start", cursor = true,
   doc = "Addresses suppressed by the ESP for one reason on one sending domain." }
-E{ "createSuppression", "POST", "esp/suppression/{suppression_type}/{email}", "suppression_type, email",
+E{ "createSuppression", "POST", idempotent = false, "esp/suppression/{suppression_type}/{email}", "suppression_type, email",
   doc = "Suppress an address at the ESP." }
 E{ "deleteSuppression", "DELETE", "esp/suppression/{suppression_type}/{email}", "suppression_type, email",
   doc = "Remove an address from an ESP suppression list." }
 
 F("reporting_webhooks")
 E{ "listReportingWebhooks", "GET", "reporting_webhooks", "", doc = "The reporting webhooks." }
-E{ "createReportingWebhook", "POST", "reporting_webhooks", "webhook:table", body = "webhook",
+E{ "createReportingWebhook", "POST", idempotent = false, "reporting_webhooks", "webhook:table", body = "webhook",
   required = "webhook.endpoint", doc = "Create a reporting webhook." }
 E{ "getReportingWebhook", "GET", "reporting_webhooks/{webhook_id}", "webhook_id", doc = "A reporting webhook." }
 E{ "updateReportingWebhook", "PUT", "reporting_webhooks/{webhook_id}", "webhook_id, updates:table",
@@ -353,7 +357,8 @@ E{ "deleteReportingWebhook", "DELETE", "reporting_webhooks/{webhook_id}", "webho
 
 F("snippets")
 E{ "getSnippets", "GET", "snippets", "", doc = "The snippets." }
-E{ "createSnippet", "POST", "snippets", "snippet:table", body = "snippet", required = "snippet.name snippet.value",
+E{ "createSnippet", "POST", idempotent = false, "snippets", "snippet:table", body = "snippet",
+  required = "snippet.name snippet.value",
   doc = "Create a snippet (`name`, `value`)." }
 E{ "updateSnippet", "PUT", "snippets", "snippet:table", body = "snippet", required = "snippet.name snippet.value",
   doc = "Create or update a snippet by name." }
@@ -377,7 +382,7 @@ E{ "getArchivedMessage", "GET", "messages/{message_id}/archived_message", "messa
   doc = "The archived copy of a delivery." }
 
 F("imports")
-E{ "createImport", "POST", "imports", "import_data:table", body = { import = "import_data" },
+E{ "createImport", "POST", idempotent = false, "imports", "import_data:table", body = { import = "import_data" },
   required = "import_data.data_file_url import_data.type",
   doc = "Import people, objects or events from a CSV at `data_file_url`." }
 E{ "getImport", "GET", "imports/{import_id}", "import_id", doc = "An import." }
@@ -386,9 +391,9 @@ F("exports")
 E{ "listExports", "GET", "exports", "", doc = "The exports." }
 E{ "getExport", "GET", "exports/{id}", "id", doc = "An export." }
 E{ "downloadExport", "GET", "exports/{id}/download", "id", doc = "A time-limited download URL of an export." }
-E{ "createCustomersExport", "POST", "exports/customers", "filters:any", body = { filters = "filters" },
+E{ "createCustomersExport", "POST", idempotent = false, "exports/customers", "filters:any", body = { filters = "filters" },
   doc = "Export the people matching a filter." }
-E{ "createDeliveriesExport", "POST", "exports/deliveries", "newsletter_id:id, options",
+E{ "createDeliveriesExport", "POST", idempotent = false, "exports/deliveries", "newsletter_id:id, options",
   body = { newsletter_id = "newsletter_id", ["..."] = "options" },
   doc = "Export the deliveries of a newsletter (`start`, `end`, `attributes`, `metric`, `drafts`)." }
 
@@ -399,7 +404,7 @@ E{ "batchUpdateEvents", "POST", "data_index/events", "events:list", body = { eve
   doc = "Update the descriptions of events in the data index." }
 
 F("live_notifications")
-E{ "startLiveNotification", "POST", "live_notifications/start", "notification:table", body = "notification",
+E{ "startLiveNotification", "POST", idempotent = false, "live_notifications/start", "notification:table", body = "notification",
   required = "notification.identifiers notification.notification_type notification.attributes notification.content_state",
   node = false, doc = "Start a live notification (iOS Live Activity, Android live update): `{instance_id = ...}`." }
 E{ "updateLiveNotification", "POST", "live_notifications/update", "update:table", body = "update",
@@ -451,6 +456,7 @@ local function prepare(t)
     node = t.node ~= false and t[1] or nil, operation = t[1], method = t[2], template = t[3],
     name = endpoints.snake(t[1]),
     family = t.family, doc = t.doc, body = t.body, multipart = t.multipart, cursor = t.cursor,
+    idempotent = t.idempotent ~= false,
     id_type = t.id_type, defaults = t.defaults or {}, required = words(t.required),
     query = words(t.query), aliases = t.aliases or {},
   }
@@ -565,6 +571,8 @@ function endpoints.markdown()
     "Customer.io's App API reference that Node 5.2.0 does not have. A person's `id_type` is",
     "`id`, `email`, `cio_id` or `phone` (E.164; Customer.io accepts `email` and `phone` only",
     "when they are identifiers in the workspace's settings).",
+    "Methods marked *not replayed* create or send something: they are retried only when the",
+    "request provably did not reach Customer.io (docs/app.md, \"Retries: no duplicate sends\").",
     "",
     "The transactional sends, `trigger_broadcast`, `request` and `pages` are documented in",
     "docs/app.md.",
@@ -589,6 +597,7 @@ function endpoints.markdown()
     end
     local desc = ep.doc or ""
     if ep.cursor then desc = desc .. " *pages*" end
+    if not ep.idempotent then desc = desc .. " *not replayed*" end
     out[#out + 1] = string.format("| `%s`<br>%s | %s `/v1/%s` | %s | %s | %s |",
       endpoints.signature(ep), desc, ep.method, ep.template, q ~= "" and ("`" .. q .. "`") or "",
       body_doc(ep), ep.node and ("`" .. ep.node .. "`") or "—")

@@ -52,7 +52,7 @@ function APIClient.new(app_api_key, opts)
   local self = setmetatable({}, APIClient)
   self.region = region
   self.client = Client.from_options(opts, {
-    base_url = Client.root(opts, region.api .. "/v1"), auth = "Bearer " .. app_api_key, secrets = { app_api_key },
+    base_url = Client.root(opts, region.api .. "/v1", "app"), auth = "Bearer " .. app_api_key, secrets = { app_api_key },
   })
   self.url = self.client.base_url
   local workspace = opts.workspace_id
@@ -80,7 +80,7 @@ local function send(self, class, req)
   req = requests.coerce(class, req)
   req:validate()
   return self.client:request("POST", { "send", requests.channels[class] }, {
-    body = req.message, body_name = "message", headers = self.send_headers,
+    body = req.message, body_name = "message", headers = self.send_headers, idempotent = false,
   })
 end
 
@@ -227,7 +227,7 @@ end
 function APIClient:trigger_broadcast(broadcast_id, data, recipients)
   local body = M.broadcast_body(broadcast_id, data, recipients)
   local res, err = self.client:request("POST", { "campaigns", check.id(broadcast_id, "broadcast_id"), "triggers" }, {
-    body = body,
+    body = body, idempotent = false,
   })
   if not res and err and err.status == 404 then
     err.message = "broadcast " .. check.id(broadcast_id, "broadcast_id") .. " not found: " .. tostring(err.message)
@@ -410,7 +410,7 @@ local function generated(ep)
     local req = M.build(ep, { ... }, select("#", ...))
     return self.client:request(req.method, req.path, {
       query = req.query, body = req.body, body_name = req.body_name,
-      raw_body = req.raw_body, content_type = req.content_type,
+      raw_body = req.raw_body, content_type = req.content_type, idempotent = ep.idempotent,
     })
   end
 end
@@ -433,7 +433,9 @@ local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = tr
 -- percent-encoded
 -- @tparam[opt] table opts `query` (ordered pairs `{{k, v}}` or a map), `body` (JSON-encoded),
 -- `raw_body` + `content_type`, `headers` (an `Authorization` among them raises: credentials
--- come from the client)
+-- come from the client), `idempotent` (default: true for GET, PUT and DELETE, false for POST
+-- and PATCH, which are replayed only when the request provably did not reach Customer.io: see
+-- docs/app.md, "Retries")
 -- @return decoded body and response, or nil and an error
 function APIClient:request(method, path, opts)
   if type(method) ~= "string" or not METHODS[method:upper()] then
@@ -443,9 +445,13 @@ function APIClient:request(method, path, opts)
     check.fail("path must be a string or a list of segments")
   end
   opts = check.optional_table(opts, "opts")
-  return self.client:request(method:upper(), path, {
+  method = method:upper()
+  local idempotent = opts.idempotent
+  if idempotent == nil then idempotent = method ~= "POST" and method ~= "PATCH" end
+  if type(idempotent) ~= "boolean" then check.fail("opts.idempotent must be a boolean") end
+  return self.client:request(method, path, {
     query = opts.query, body = opts.body, raw_body = opts.raw_body,
-    content_type = opts.content_type, headers = opts.headers,
+    content_type = opts.content_type, headers = opts.headers, idempotent = idempotent,
   })
 end
 

@@ -152,15 +152,60 @@ function M.region(v)
   check.fail('region must be one of customerio.regions.US or customerio.regions.EU (or "us" / "eu")')
 end
 
+-- What the root URL of each API looks like: on a customer.io host, that API's host in a
+-- region and `path`; elsewhere (a local server, a proxy: Node allows any prefix, e.g.
+-- "http://proxy.local:8080/track"), any path but none at all and none that ends like another
+-- API's root (`wrong`).
+local API_ROOTS = {
+  track = { name = "the Track API (TrackClient)", path = "/api/v1", host = "track",
+    wrong = function(path) return path:find("/v1$") and not path:find("/api/v1$") end },
+  app = { name = "the App API (APIClient)", path = "/v1", host = "api",
+    wrong = function(path) return path:find("/api/v[12]$") end },
+  cdp = { name = "the Pipelines API (PipelinesClient)", path = "/v1", host = "cdp",
+    wrong = function(path) return path:find("/api/v[12]$") end },
+}
+
+local function root_problem(u, api)
+  local shape = API_ROOTS[api]
+  local _, host, _, rest = url.parse(u)
+  local path = (rest or ""):gsub("[?#].*$", ""):gsub("/+$", "")
+  local regions = require("customerio").regions
+  local fits
+  if host == "customer.io" or host:sub(-#".customer.io") == ".customer.io" then
+    fits = false
+    for _, r in pairs(regions) do
+      if type(r) == "table" and r[shape.host] and select(2, url.parse(r[shape.host])) == host then
+        fits = path == shape.path
+      end
+    end
+  else
+    fits = path ~= "" and not shape.wrong(path)
+  end
+  if fits then return nil end
+  local shown = u:gsub("//[^/@]*@", "//") -- no credentials in the message
+  return "url " .. string.format("%q", shown) .. " does not look like " .. shape.name ..
+    ": expected " .. regions.US[shape.host] .. shape.path .. ", " .. regions.EU[shape.host] .. shape.path ..
+    " or, for a local server or a proxy, a URL whose path ends in " .. shape.path
+end
+
 --- The root URL of an API client: the `url` option (trailing slashes removed), else the
--- region's host plus the API's prefix.
+-- region's host plus the API's prefix. A `url` that does not look like this API's root (the
+-- wrong path, or another API's customer.io host) raises, saying what was expected: a Track
+-- client pointed at the App API would otherwise fail later with a confusing 401.
 -- @tparam table opts the client's options
 -- @tparam string default e.g. region.track .. "/api/v1"
+-- @tparam[opt] string api "track", "app" or "cdp": check the shape of `url`
 -- @treturn string
-function M.root(opts, default)
+function M.root(opts, default, api)
   if opts.url == nil then return default end
   if type(opts.url) ~= "string" then check.fail("url must be a string") end
-  return (opts.url:gsub("/+$", ""))
+  local root = opts.url:gsub("/+$", "")
+  if api then
+    if not root:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/]") then check.fail("url must be an absolute http or https URL") end
+    local problem = root_problem(root, api)
+    if problem then check.fail(problem) end
+  end
+  return root
 end
 
 --- The request path of an API client, from its options.
@@ -198,8 +243,10 @@ end
 --- Build a request without sending it.
 -- @tparam string method
 -- @tparam table|string path segments (encoded) or a raw path
--- @tparam[opt] table o `query`, `body`, `body_name`, `raw_body`, `base`, `headers`, `content_type`
--- @treturn table `{method, url, headers, body}`
+-- @tparam[opt] table o `query`, `body`, `body_name`, `raw_body`, `base`, `headers`, `content_type`,
+-- `idempotent` (default true; false for a call that must not be repeated: see
+-- `customerio.http.retry.replay_allowed`)
+-- @treturn table `{method, url, headers, body, idempotent}`
 function Client:build(method, path, o)
   o = o or {}
   local headers = {}
@@ -218,6 +265,7 @@ function Client:build(method, path, o)
     url = target,
     headers = headers,
     body = body,
+    idempotent = o.idempotent ~= false,
   }
 end
 
@@ -293,6 +341,7 @@ end
 -- The error `send` returns: e completed with the attempt count and the request, redacted.
 local function failure(self, req, current, attempts, e)
   e.attempts = attempts
+  if e.sent == nil and e.status then e.sent = "yes" end
   e.method = req.method
   e.url = current.url
   return nil, errors.redact(errors.new(e), self.secrets)
@@ -312,7 +361,7 @@ function Client:send(req)
     if self.debug then log_request(self, current, attempts) end
     -- Never call the transport (or transport:sleep) through pcall or a metamethod: the async
     -- transport (customerio.async) yields here, which Lua 5.1 cannot do across a C call.
-    local res, kind, message = transport:send(current, self.timeout)
+    local res, kind, message, stage = transport:send(current, self.timeout)
     if self.debug then log_outcome(self, current, res, kind, message, core.monotonic_ms() - started) end
     local retryable, last
     if res then
@@ -320,7 +369,7 @@ function Client:send(req)
       if status >= 200 and status < 300 then
         local value, err = decode_success(res, self.max_response_values, started + self.timeout, self.timeout, self.secrets)
         if not value then
-          err.attempts, err.method, err.url = attempts, req.method, current.url
+          err.attempts, err.method, err.url, err.sent = attempts, req.method, current.url, "yes"
           return nil, errors.redact(err, self.secrets)
         end
         return value, res
@@ -350,18 +399,24 @@ function Client:send(req)
             if k:lower() ~= "authorization" then headers[k] = v end
           end
         end
-        current = { method = current.method, url = target, headers = headers, body = current.body }
+        current = { method = current.method, url = target, headers = headers, body = current.body,
+          idempotent = current.idempotent }
         attempts = attempts - 1
       else
         retryable = retry.status_retryable(policy, status)
-        last = errors.from_response(res, { retryable = retryable }, self.secrets)
+        last = errors.from_response(res, { retryable = retryable, sent = "yes" }, self.secrets)
       end
     else
+      last = errors.transport_fields(kind, stage, message, current.url)
       retryable = retry.kind_retryable(kind)
-      last = { kind = kind, message = message, retryable = retryable }
+      last.retryable = retryable
     end
     if last then
-      if not retryable or retries >= policy.max_retries then return failure(self, req, current, attempts, last) end
+      -- retryable: the failure is transient; replayed only if repeating the call is safe.
+      if not retryable or retries >= policy.max_retries
+        or not retry.replay_allowed(policy, current.idempotent, res and res.status, last.sent) then
+        return failure(self, req, current, attempts, last)
+      end
       local wait = retry.delay(policy, retries, res and res.headers)
       if waited + wait > policy.max_total_backoff then return failure(self, req, current, attempts, last) end
       waited = waited + wait
@@ -372,7 +427,8 @@ function Client:send(req)
       local headers = {}
       for k, v in pairs(current.headers) do headers[k] = v end
       set_header(headers, "X-Retry-Count", tostring(retries))
-      current = { method = current.method, url = current.url, headers = headers, body = current.body }
+      current = { method = current.method, url = current.url, headers = headers, body = current.body,
+        idempotent = current.idempotent }
     end
   end
 end

@@ -24,6 +24,10 @@ local retry = {}
 -- @field respect_retry_after true
 -- @field retry_after_max 300 s
 -- @field max_total_backoff 30000 ms
+-- @field unsafe false: a call that is not idempotent (a transactional send, a broadcast
+-- trigger, a catalogue call that creates something) is replayed only when the request
+-- provably did not reach Customer.io's application (see `replay_allowed`); `true` replays it
+-- like any other call (customerio-node 5.x's behaviour: the message may be sent twice)
 -- @table defaults
 retry.defaults = {
   max_retries = 3,
@@ -33,6 +37,7 @@ retry.defaults = {
   respect_retry_after = true,
   retry_after_max = 300,    -- seconds
   max_total_backoff = 30000, -- ms
+  unsafe = false,
 }
 
 -- Transport failure kinds that are retried (not an option: "tls", "request" and "too_large"
@@ -77,6 +82,7 @@ function retry.policy(opts)
   p.retry_after_max = check.ms(p.retry_after_max, "retry.retry_after_max",
     { unit = "seconds", max = math.floor(check.MAX_MS / 1000) })
   p.max_total_backoff = check.ms(p.max_total_backoff, "retry.max_total_backoff")
+  if type(p.unsafe) ~= "boolean" then check.fail("retry.unsafe must be a boolean") end
   if type(p.retry_statuses) ~= "table" then check.fail("retry.retry_statuses must be a list of statuses") end
   p.status_set = {}
   for i = 1, #p.retry_statuses do p.status_set[p.retry_statuses[i]] = true end
@@ -122,6 +128,26 @@ end
 --- Whether a transport failure kind is retried ("network" and "timeout" are).
 function retry.kind_retryable(kind)
   return RETRY_KIND_SET[kind] == true
+end
+
+--- Statuses that prove the request was not processed, so that even a call that is not
+-- idempotent may be replayed. Only 429: Customer.io documents it as the rate limit's answer
+-- (the request was refused, not acted on). Customer.io documents nothing of the kind for
+-- 5xx: a 500 may come after the message was queued, and a 502/503/504 from a proxy or load
+-- balancer says nothing about whether the application behind it acted on the request.
+retry.UNPROCESSED_STATUSES = { [429] = true }
+
+--- Whether a failed attempt may be replayed under this policy.
+-- @tparam table p policy
+-- @tparam boolean idempotent whether the call may be repeated without effect (Track calls,
+--   reads, updates); false for sends, triggers and creations
+-- @tparam[opt] number status the response's status (nil for a transport failure)
+-- @tparam[opt] string sent for a transport failure: "no", "unknown" (customerio.errors.SENT)
+-- @treturn boolean
+function retry.replay_allowed(p, idempotent, status, sent)
+  if idempotent or p.unsafe then return true end
+  if status then return retry.UNPROCESSED_STATUSES[status] == true end
+  return sent == "no"
 end
 
 return retry

@@ -58,7 +58,7 @@ function TrackClient.new(site_id, api_key, opts)
   Client.check_options(opts, { event_ids = true })
   if opts.event_ids ~= nil and type(opts.event_ids) ~= "boolean" then fail("event_ids must be a boolean") end
   local region = M.region(opts.region)
-  local root = Client.root(opts, region.track .. "/api/v1")
+  local root = Client.root(opts, region.track .. "/api/v1", "track")
   local v2 = root:gsub("/api/v1", "/api/v2", 1)
   local host
   if root:find("/api/v1", 1, true) then

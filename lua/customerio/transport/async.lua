@@ -39,7 +39,7 @@ end
 --- Send one request: inside an async call, start it and yield until it is done.
 -- @tparam table req `{method, url, headers, body}`
 -- @tparam number timeout_ms
--- @return `{status, headers, body}` or nil, kind, message
+-- @return `{status, headers, body}` or nil, kind, message, stage (see customerio.transport.curl)
 function Transport:send(req, timeout_ms)
   local engine = self.engine
   if not engine:current() then
@@ -52,9 +52,9 @@ function Transport:send(req, timeout_ms)
   if repeated then return nil, "request", repeated end
   local id, kind, message = engine:handle():add(req.method, req.url, req.headers, req.body, timeout_ms,
     self.connect_timeout, self.ca_file, self.max_response)
-  if not id then return nil, kind, message end
-  local code, headers, body = yield(TOKEN, "transfer", id)
-  if code == nil then return nil, headers, body end
+  if not id then return nil, kind, message, "request" end
+  local code, headers, body, stage = yield(TOKEN, "transfer", id)
+  if code == nil then return nil, headers, body, stage end
   return { status = code, headers = headers, body = body }
 end
 

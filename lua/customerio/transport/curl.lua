@@ -26,12 +26,16 @@ end
 --- Send one request.
 -- @tparam table req `{method, url, headers, body}`
 -- @tparam number timeout_ms whole-exchange timeout
--- @return `{status, headers, body}` or nil, kind, message
+-- @return `{status, headers, body}` or nil, kind, message, stage: where the exchange failed,
+-- "resolve", "connect", "tls" (no request byte written), "send" (connected, the request not
+-- fully written), "receive" (written: the server may have acted on it), "response" (a
+-- response broke a limit) or "request" (refused before sending). Every transport reports it;
+-- customerio.http.client decides from it whether a call that is not idempotent is replayed.
 function Curl:send(req, timeout_ms)
   local repeated = transport.repeated_header(req.headers)
-  if repeated then return nil, "request", repeated end
-  local status, headers, body = self.handle:perform(req.method, req.url, req.headers, req.body, timeout_ms)
-  if not status then return nil, headers, body end
+  if repeated then return nil, "request", repeated, "request" end
+  local status, headers, body, stage = self.handle:perform(req.method, req.url, req.headers, req.body, timeout_ms)
+  if not status then return nil, headers, body, stage end
   return { status = status, headers = headers, body = body }
 end
 

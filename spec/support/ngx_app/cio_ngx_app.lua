@@ -39,6 +39,7 @@ local function err_table(e)
   return {
     kind = e.kind, message = e.message, status = e.status, attempts = e.attempts,
     retryable = e.retryable, text = tostring(e), body = e.body,
+    sent = e.sent, stage = e.stage, detail = e.detail, code = e.code, codes = e.codes,
   }
 end
 
@@ -180,7 +181,7 @@ function M.concurrent()
   local which = ngx.var.arg_transport or "ngx"
   local c = concurrent_clients[which]
   if not c then
-    local opts = { url = config.upstream, retry = false, timeout = 30000 }
+    local opts = { url = config.upstream .. "/api/v1", retry = false, timeout = 30000 }
     if which == "curl" then opts.transport = require("customerio.transport.curl").new() end
     c = customerio.TrackClient.new("site", "trackkey", opts)
     concurrent_clients[which] = c

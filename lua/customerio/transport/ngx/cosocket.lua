@@ -209,15 +209,16 @@ local function read_chunked(r, max)
 end
 
 -- One exchange on one connection. Returns the response and whether the connection may be
--- kept, or nil, kind, message, retry_fresh.
+-- kept, or nil, kind, message, retry_fresh, stage (as customerio.transport.curl reports it;
+-- "receive" when not given).
 function M.exchange(t, sock, b, req, method, out, where) -- luacheck: ignore 212/req
   local reused = (sock:getreusedtimes() or 0) > 0
-  if not b:apply(sock) then return nil, "timeout", "timed out before sending the request to " .. where end
+  if not b:apply(sock) then return nil, "timeout", "timed out before sending the request to " .. where, nil, "send" end
   local sent, err = sock:send(out)
   if not sent then
     if reused and stale(err) then return nil, nil, nil, true end
-    local kind, msg = transfer_error(err, "sending the request to", where, b.total)
-    return nil, kind, msg
+    local kind, msg, stage = transfer_error(err, "sending the request to", where, b.total)
+    return nil, kind, msg, nil, stage
   end
   local r = reader(sock, b)
   local status, version, headers, protocol
@@ -227,8 +228,8 @@ function M.exchange(t, sock, b, req, method, out, where) -- luacheck: ignore 212
       err, protocol = version, headers
       if reused and stale(err) and r.buf == "" then return nil, nil, nil, true end
       if protocol then return nil, "network", "invalid HTTP response from " .. where .. ": " .. err end
-      local kind, msg = transfer_error(err, "reading the response from", where, b.total)
-      return nil, kind, msg
+      local kind, msg, stage = transfer_error(err, "reading the response from", where, b.total)
+      return nil, kind, msg, nil, stage
     end
     reused = false
   until status >= 200 or status == 101
@@ -260,8 +261,8 @@ function M.exchange(t, sock, b, req, method, out, where) -- luacheck: ignore 212
         return nil, "too_large", "response body larger than " .. math.floor(max) .. " bytes"
       end
       if protocol then return nil, "network", "invalid HTTP response from " .. where .. ": " .. err end
-      local kind, msg = transfer_error(err, "reading the response from", where, b.total)
-      return nil, kind, msg
+      local kind, msg, stage = transfer_error(err, "reading the response from", where, b.total)
+      return nil, kind, msg, nil, stage
     end
   end
   -- Bytes after the response mean the framing is not what we think: do not reuse.

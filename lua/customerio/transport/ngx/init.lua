@@ -180,12 +180,13 @@ local function now_ms()
   return ngx.now() * 1000
 end
 
---- The kind and message of a failed send or read.
+--- The kind, message and stage of a failed send or read.
 local function transfer_error(err, what, where, budget)
+  local stage = what == "sending the request to" and "send" or "receive"
   if err == "timeout" then
-    return "timeout", "timed out " .. what .. " " .. where .. " (timeout " .. budget .. " ms)"
+    return "timeout", "timed out " .. what .. " " .. where .. " (timeout " .. budget .. " ms)", stage
   end
-  return "network", what .. " " .. where .. " failed: " .. tostring(err)
+  return "network", what .. " " .. where .. " failed: " .. tostring(err), stage
 end
 
 local function connect_error(err, host, where, budget)
@@ -193,10 +194,14 @@ local function connect_error(err, host, where, budget)
     return "timeout", "timed out connecting to " .. where .. " (timeout " .. budget .. " ms)"
   end
   local msg = "cannot connect to " .. where .. ": " .. tostring(err)
+  local stage = "connect"
   if tostring(err):find("no resolver defined", 1, true) then
     msg = msg .. " (add a `resolver` directive to nginx.conf so that nginx can resolve " .. host .. ")"
+    stage = "resolve"
+  elseif tostring(err):find("could not be resolved", 1, true) then
+    stage = "resolve"
   end
-  return "network", msg
+  return "network", msg, stage
 end
 
 local function tls_error(err, host, where, budget)
@@ -249,28 +254,30 @@ local MAX_STALE_RETRIES = 1
 --- Send one request.
 -- @tparam table req `{method, url, headers, body}`
 -- @tparam number timeout_ms whole-exchange timeout (connect, TLS, send and receive together)
--- @return `{status, headers (lower-case names), body}` or nil, kind, message; kind is
--- "timeout", "network", "tls", "too_large", "request" or "phase"
+-- @return `{status, headers (lower-case names), body}` or nil, kind, message, stage; kind is
+-- "timeout", "network", "tls", "too_large", "request" or "phase"; stage as
+-- customerio.transport.curl reports it ("resolve", "connect", "tls", "send", "receive",
+-- "response", "request")
 function Ngx:send(req, timeout_ms)
   local usable, phase = M.phase()
   if not usable then
-    if phase == nil then return nil, "phase", "the ngx transport only works inside nginx (lua-nginx-module)" end
-    return nil, "phase", M.phase_message(phase)
+    if phase == nil then return nil, "phase", "the ngx transport only works inside nginx (lua-nginx-module)", "request" end
+    return nil, "phase", M.phase_message(phase), "request"
   end
   timeout_ms = timeout_ms or 10000
   if type(timeout_ms) ~= "number" or timeout_ms <= 0 or timeout_ms ~= timeout_ms then
-    return nil, "request", "timeout must be a positive number"
+    return nil, "request", "timeout must be a positive number", "request"
   end
   local scheme, host, port, host_header, target = parse_url(req.url)
-  if not scheme then return nil, "request", host end
+  if not scheme then return nil, "request", host, "request" end
   local method = req.method or "GET"
-  if type(method) ~= "string" or not method:match("^%u+$") then return nil, "request", "invalid HTTP method" end
+  if type(method) ~= "string" or not method:match("^%u+$") then return nil, "request", "invalid HTTP method", "request" end
   local repeated = require("customerio.transport").repeated_header(req.headers)
-  if repeated then return nil, "request", repeated end
+  if repeated then return nil, "request", repeated, "request" end
 
   local backend = self.http
   local prepared, perr = backend.prepare(req, host_header, target)
-  if not prepared then return nil, "request", perr end
+  if not prepared then return nil, "request", perr, "request" end
 
   local where = host_header
   local tls = scheme == "https"
@@ -293,12 +300,12 @@ function Ngx:send(req, timeout_ms)
   for _ = 1, MAX_STALE_RETRIES + 1 do
     local conn, sock = backend.open()
     if not b:apply(sock, self.connect_timeout) then
-      return nil, "timeout", "timed out before connecting to " .. where
+      return nil, "timeout", "timed out before connecting to " .. where, "connect"
     end
     local ok, err = conn:connect(connect_host, port, { pool = pool, pool_size = self.pool_size })
     if not ok then
-      local kind, msg = connect_error(err, host, where, math.min(self.connect_timeout, b.total))
-      return nil, kind, msg
+      local kind, msg, stage = connect_error(err, host, where, math.min(self.connect_timeout, b.total))
+      return nil, kind, msg, stage
     end
     local reused = sock:getreusedtimes() > 0
     if reused then
@@ -310,7 +317,7 @@ function Ngx:send(req, timeout_ms)
     if tls and not reused then
       if not b:apply(sock) then
         sock:close()
-        return nil, "timeout", "timed out before the TLS handshake with " .. where
+        return nil, "timeout", "timed out before the TLS handshake with " .. where, "tls"
       end
       local session
       session, err = backend.handshake(conn, host)
@@ -323,11 +330,11 @@ function Ngx:send(req, timeout_ms)
       if not session then
         sock:close()
         local kind, msg = tls_error(err, host, where, b.total)
-        return nil, kind, msg
+        return nil, kind, msg, "tls"
       end
     end
 
-    local res, keep_or_kind, msg, retry_fresh = backend.exchange(self, conn, b, req, method, prepared, where)
+    local res, keep_or_kind, msg, retry_fresh, stage = backend.exchange(self, conn, b, req, method, prepared, where)
     if res then
       self.last_connects = connects
       if keep_or_kind then
@@ -341,12 +348,13 @@ function Ngx:send(req, timeout_ms)
     sock:close()
     if not retry_fresh then
       self.last_connects = connects
-      return nil, keep_or_kind, msg
+      if keep_or_kind == "too_large" then stage = "response" end
+      return nil, keep_or_kind, msg, stage or "receive"
     end
     -- The pooled connection had been closed by the server while idle: try another one.
   end
   self.last_connects = connects
-  return nil, "network", "the connection to " .. where .. " was closed before a response arrived"
+  return nil, "network", "the connection to " .. where .. " was closed before a response arrived", "receive"
 end
 
 --- Wait between retries without blocking the worker (ngx.sleep).

@@ -65,20 +65,20 @@ function M.exchange(t, httpc, b, req, method, prepared, where)
   if not has_host then headers["Host"] = host_header end
   local body = req.body
   if body == nil and EXPECTS_BODY[method] then body = "" end
-  if not b:apply(httpc.sock) then return nil, "timeout", "timed out before sending the request to " .. where end
+  if not b:apply(httpc.sock) then return nil, "timeout", "timed out before sending the request to " .. where, nil, "send" end
   local res, err = httpc:request({ method = method, path = target, headers = headers, body = body })
   if not res then
     if reused and stale(err) then return nil, nil, nil, true end
-    local kind, msg = transfer_error(err, "exchanging with", where, b.total)
-    return nil, kind, msg
+    local kind, msg, stage = transfer_error(err, "exchanging with", where, b.total)
+    return nil, kind, msg, nil, stage
   end
   -- 1xx interim responses (lua-resty-http only skips 100 after its own Expect)
   while res.status >= 100 and res.status < 200 and res.status ~= 101 do
-    if not b:apply(httpc.sock) then return nil, "timeout", "timed out waiting for the response from " .. where end
+    if not b:apply(httpc.sock) then return nil, "timeout", "timed out waiting for the response from " .. where, nil, "receive" end
     res, err = httpc:read_response({ method = method, headers = {} })
     if not res then
-      local kind, msg = transfer_error(err, "reading the response from", where, b.total)
-      return nil, kind, msg
+      local kind, msg, stage = transfer_error(err, "reading the response from", where, b.total)
+      return nil, kind, msg, nil, stage
     end
   end
   local out = {}
@@ -91,7 +91,7 @@ function M.exchange(t, httpc, b, req, method, prepared, where)
   local parts, total = {}, 0
   if res.has_body and res.body_reader then
     while true do
-      if not b:apply(httpc.sock) then return nil, "timeout", "timed out reading the response from " .. where end
+      if not b:apply(httpc.sock) then return nil, "timeout", "timed out reading the response from " .. where, nil, "receive" end
       local chunk, rerr = res.body_reader(READ_CHUNK)
       if rerr == "closed" and not n and not (out["transfer-encoding"] or ""):lower():find("chunked", 1, true) then
         -- a body delimited by the end of the connection: the last piece comes with "closed"
@@ -103,8 +103,8 @@ function M.exchange(t, httpc, b, req, method, prepared, where)
         break
       end
       if rerr then
-        local kind, msg = transfer_error(rerr, "reading the response from", where, b.total)
-        return nil, kind, msg
+        local kind, msg, stage = transfer_error(rerr, "reading the response from", where, b.total)
+        return nil, kind, msg, nil, stage
       end
       if not chunk then break end
       total = total + #chunk
