@@ -35,6 +35,7 @@ build = {
         "src/crypto.c",
         "src/http.c",
         "src/http_common.c",
+        "src/resolve.c",
         "src/json.c",
         "src/queue.c",
         "src/queue_worker.c",
