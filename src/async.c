@@ -45,7 +45,7 @@
 #define ASYNC_KEEP_BUFFER (256 * 1024)
 /* The work one poll does by default (ms), and how many transfers join libcurl at a time. */
 #define ASYNC_DEFAULT_BUDGET 2
-#define ASYNC_SLICE 4
+#define ASYNC_SLICE 2
 
 /* Where a transfer is: waiting for its name, resolved and waiting to join libcurl, in libcurl. */
 enum { ASYNC_RESOLVING, ASYNC_QUEUED, ASYNC_RUNNING };
@@ -54,7 +54,7 @@ typedef struct async_transfer {
   struct async_transfer *prev, *next; /* the active list (doubly linked) or the idle pool */
   CURL *easy;
   struct curl_slist *req_headers;
-  char *url;                  /* until it joins libcurl: whose host to resolve */
+  char *host, *port;          /* the name to resolve (NULL: an IP literal) */
   struct curl_slist *resolve; /* CURLOPT_RESOLVE entry of the URL's host */
   int stage;                  /* ASYNC_RESOLVING, _QUEUED, _RUNNING */
   double deadline;            /* monotonic ms: the end of the whole call */
@@ -103,7 +103,8 @@ static void async_transfer_free(async_transfer *t) {
   free(t->ca_file);
   curl_slist_free_all(t->req_headers);
   curl_slist_free_all(t->resolve);
-  free(t->url);
+  free(t->host);
+  free(t->port);
   cio_buffer_free(&t->req_body);
   cio_buffer_free(&t->sink.body);
   cio_buffer_free(&t->sink.head);
@@ -144,8 +145,9 @@ static void async_recycle(async_multi *m, async_transfer *t) {
   t->req_headers = NULL;
   curl_slist_free_all(t->resolve);
   t->resolve = NULL;
-  free(t->url);
-  t->url = NULL;
+  free(t->host);
+  free(t->port);
+  t->host = t->port = NULL;
   if (m->n_idle >= m->max_idle) {
     async_transfer_free(t);
     return;
@@ -379,11 +381,11 @@ static int async_add(lua_State *L) {
     lua_pushstring(L, curl_easy_strerror(rc));
     return 3;
   }
-  if ((t->url = strdup(url)) == NULL) return luaL_error(L, "out of memory");
+  if (cio_resolve_target(url, &t->host, &t->port) != 0) return luaL_error(L, "out of memory");
   m->staging = NULL;
   /* It joins libcurl in a later poll, once its host is resolved (see the top of the file). */
   t->deadline = async_now() + (double)cio_ms(timeout);
-  t->stage = ASYNC_RESOLVING;
+  t->stage = t->host != NULL ? ASYNC_RESOLVING : ASYNC_QUEUED;
   async_link(m, t);
   m->started++;
   lua_pushinteger(L, t->id);
@@ -414,7 +416,7 @@ static int async_resolve_step(lua_State *L, async_multi *m, int n, double now) {
     next = t->next;
     if (t->stage == ASYNC_RUNNING) continue;
     if (t->stage == ASYNC_RESOLVING) {
-      int rc = cio_resolve_url(m->resolver, t->url, &t->resolve, t->errbuf);
+      int rc = cio_resolve_host(m->resolver, t->host, t->port, &t->resolve, t->errbuf);
       if (rc == CIO_RESOLVE_NOMEM) luaL_error(L, "out of memory");
       if (rc == CIO_RESOLVE_FAILED) {
         n = async_fail_early(L, m, t, CURLE_COULDNT_RESOLVE_HOST, n);

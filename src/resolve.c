@@ -215,46 +215,59 @@ static int resolve_is_literal(const char *host) {
   return host[0] == '[' || inet_pton(AF_INET, host, buf) == 1;
 }
 
-int cio_resolve_url(cio_resolver *r, const char *url, struct curl_slist **list, char *errbuf) {
+int cio_resolve_target(const char *url, char **host, char **port) {
   CURLU *u = curl_url();
-  char *host = NULL, *port = NULL;
-  int result = CIO_RESOLVE_OK;
-  if (u == NULL) return CIO_RESOLVE_NOMEM;
-  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK || host[0] == '\0' ||
-      resolve_is_literal(host)) {
-    goto done; /* nothing for us to resolve: libcurl reports a bad URL itself */
+  char *h = NULL, *p = NULL;
+  int want;
+  *host = *port = NULL;
+  if (u == NULL) return -1;
+  want = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+         curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK && h[0] != '\0' && !resolve_is_literal(h);
+  if (want) {
+    *host = strdup(h);
+    *port = strdup(p);
   }
+  curl_free(h);
+  curl_free(p);
+  curl_url_cleanup(u);
+  if (want && (*host == NULL || *port == NULL)) {
+    free(*host);
+    free(*port);
+    *host = *port = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+int cio_resolve_host(cio_resolver *r, const char *host, const char *port, struct curl_slist **list, char *errbuf) {
+  int result;
+  resolve_entry *e;
   pthread_mutex_lock(&r->mu);
-  {
-    resolve_entry *e = resolve_entry_for(r, host, cio_now_ms());
-    if (e == NULL) {
+  e = resolve_entry_for(r, host, cio_now_ms());
+  if (e == NULL) {
+    result = CIO_RESOLVE_NOMEM;
+  } else if (e->state == CIO_RESOLVE_PENDING) {
+    if (!e->started) resolve_start(r, e);
+    result = CIO_RESOLVE_PENDING;
+  } else if (e->state == CIO_RESOLVE_FAILED) {
+    snprintf(errbuf, CURL_ERROR_SIZE, "Could not resolve host: %s (%s)", host, e->error);
+    result = CIO_RESOLVE_FAILED;
+  } else {
+    size_t need = strlen(host) + strlen(port) + strlen(e->addrs) + 3;
+    char *entry = (char *)malloc(need);
+    struct curl_slist *grown = NULL;
+    if (entry != NULL) {
+      snprintf(entry, need, "%s:%s:%s", host, port, e->addrs);
+      grown = curl_slist_append(*list, entry);
+      free(entry);
+    }
+    if (grown == NULL) {
       result = CIO_RESOLVE_NOMEM;
-    } else if (e->state == CIO_RESOLVE_PENDING) {
-      if (!e->started) resolve_start(r, e);
-      result = CIO_RESOLVE_PENDING;
-    } else if (e->state == CIO_RESOLVE_FAILED) {
-      snprintf(errbuf, CURL_ERROR_SIZE, "Could not resolve host: %s (%s)", host, e->error);
-      result = CIO_RESOLVE_FAILED;
     } else {
-      size_t need = strlen(host) + strlen(port) + strlen(e->addrs) + 3;
-      char *entry = (char *)malloc(need);
-      struct curl_slist *grown;
-      if (entry == NULL) {
-        result = CIO_RESOLVE_NOMEM;
-      } else {
-        snprintf(entry, need, "%s:%s:%s", host, port, e->addrs);
-        grown = curl_slist_append(*list, entry);
-        free(entry);
-        if (grown == NULL) result = CIO_RESOLVE_NOMEM;
-        else *list = grown;
-      }
+      *list = grown;
+      result = CIO_RESOLVE_OK;
     }
   }
   pthread_mutex_unlock(&r->mu);
-done:
-  curl_free(host);
-  curl_free(port);
-  curl_url_cleanup(u);
   return result;
 }

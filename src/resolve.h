@@ -36,13 +36,17 @@ cio_resolver *cio_resolver_new(void);
  * one frees the resolver. Never waits. */
 void cio_resolver_free(cio_resolver *r);
 
-/* The CURLOPT_RESOLVE entry for url ("host:port:addr[,addr...]" appended to *list), or
- * nothing when libcurl resolves nothing itself (an IP literal; no host) or when the URL
- * cannot be parsed (libcurl then reports it). Returns CIO_RESOLVE_OK when *list is ready,
- * CIO_RESOLVE_PENDING when the lookup is still running (ask again later; it was started if
- * needed), CIO_RESOLVE_FAILED with errbuf (CURL_ERROR_SIZE bytes) set to a message ("Could
- * not resolve host: x"), CIO_RESOLVE_NOMEM. Never waits for a lookup: it only takes the
- * resolver's mutex, which nobody holds while resolving. */
-int cio_resolve_url(cio_resolver *r, const char *url, struct curl_slist **list, char *errbuf);
+/* The host and port of url that libcurl would resolve (both malloc'd), or both NULL when it
+ * resolves nothing (an IP literal) or cannot parse the URL (libcurl then reports it). -1 when
+ * out of memory. */
+int cio_resolve_target(const char *url, char **host, char **port);
+
+/* The CURLOPT_RESOLVE entry for host and port ("host:port:addr[,addr...]", appended to *list).
+ * Returns CIO_RESOLVE_OK when *list is ready, CIO_RESOLVE_PENDING when the lookup is still
+ * running (ask again later; it was started if needed), CIO_RESOLVE_FAILED with errbuf
+ * (CURL_ERROR_SIZE bytes) set to a message ("Could not resolve host: x (...)"),
+ * CIO_RESOLVE_NOMEM. Never waits for a lookup: it only takes the resolver's mutex, which
+ * nobody holds while resolving. */
+int cio_resolve_host(cio_resolver *r, const char *host, const char *port, struct curl_slist **list, char *errbuf);
 
 #endif

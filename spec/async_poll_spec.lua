@@ -1,0 +1,142 @@
+-- poll(0) never blocks, whatever DNS or the server do, and works for at most its budget
+-- (customerio.async, src/async.c, src/resolve.c). Each case runs bench/async/poll.lua in a
+-- child interpreter with an LD_PRELOAD shim around getaddrinfo (spec/support/stall_dns.c):
+-- `stall.test` stalls 3 s (as a resolver dropping a burst of lookups does), other `.test`
+-- names resolve to 127.0.0.1 at once, `missing.test` does not exist.
+--
+-- What is asserted about time, and why so: the machine running the suite is shared and
+-- loaded, so a poll's wall-clock time includes whatever the scheduler gave other processes.
+-- The budget bounds the work a poll does; that is measured as CPU time (os.clock), and its
+-- 99th percentile must stay within budget + 1 ms (for the 100-call burst, which takes about
+-- ten polls, all but one poll: one garbage-collection step or preemption may land in a poll).
+-- That no poll blocks is asserted on the wall clock, far below the stall it would take: every
+-- poll under 250 ms where one blocked 2 s before.
+local server = require("support.server")
+
+local BUDGET = 2
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function interpreter()
+  if type(jit) == "table" then return "luajit" end
+  return "lua" .. _VERSION:match("%d+%.%d+")
+end
+
+local tmpdir, shim
+
+local function port()
+  return assert(server.url():match(":(%d+)$"), "server URL without a port")
+end
+
+-- Run the probe; returns {fire, polls = {n, max, p99, median, over}, cpu = {...}, calls, lookups}.
+local function probe(host, calls, timeout)
+  local log = tmpdir .. "/dns.log"
+  os.remove(log)
+  local env = "CIO_STALL_DNS_HOSTS=stall.test CIO_STALL_DNS_SECONDS=3 CIO_FAIL_DNS_HOSTS=missing.test" ..
+    " CIO_STALL_DNS_LOG=" .. shell_quote(log) ..
+    -- after a sanitizer runtime already preloaded (make check-memory), never instead of it
+    " LD_PRELOAD=" .. shell_quote(((os.getenv("LD_PRELOAD") or "") .. " " .. shim):gsub("^ ", "")) ..
+    " LUA_PATH=" .. shell_quote(package.path) .. " LUA_CPATH=" .. shell_quote(package.cpath)
+  local url = "http://" .. host .. ":" .. port() .. "/api/v1"
+  local cmd = env .. " " .. interpreter() .. " bench/async/poll.lua " .. shell_quote(url) .. " " .. calls .. " " ..
+    timeout .. " " .. BUDGET .. " 0 2>&1"
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("*a")
+  p:close()
+  local r = { calls = {}, lookups = {} }
+  for line in out:gmatch("[^\n]+") do
+    local word, rest = line:match("^(%a+) (.*)$")
+    if word == "fire" then
+      r.fire = tonumber(rest)
+    elseif word == "polls" or word == "cpu" then
+      local nums = {}
+      for v in rest:gmatch("%S+") do nums[#nums + 1] = tonumber(v) end
+      if word == "cpu" then table.insert(nums, 1, r.polls and r.polls.n) end
+      r[word] = { n = nums[1], max = nums[2], p99 = nums[3], median = nums[4], over = nums[5] }
+    elseif word == "call" then
+      local at, kind, message = rest:match("^(%S+) (%S+) ?(.*)$")
+      r.calls[#r.calls + 1] = { at = tonumber(at), kind = kind, message = message }
+    else
+      error("unexpected output from the probe: " .. out)
+    end
+  end
+  local f = io.open(log, "r")
+  if f then
+    for name in f:lines() do r.lookups[name] = (r.lookups[name] or 0) + 1 end
+    f:close()
+  end
+  assert(r.polls and r.cpu, "no poll figures from the probe: " .. out)
+  return r, out
+end
+
+local function assert_within_budget(r, out)
+  assert(r.cpu.p99 <= BUDGET + 1, "poll CPU time p99 over budget + 1 ms:\n" .. out)
+  assert(r.polls.max < 250, "a poll blocked:\n" .. out)
+end
+
+describe("customerio.poll(0) under faults", function()
+  setup(function()
+    local p = assert(io.popen("mktemp -d /tmp/cio-pollspec.XXXXXX"))
+    tmpdir = p:read("*l")
+    p:close()
+    shim = tmpdir .. "/stall_dns.so"
+    local ok = os.execute("cc -shared -fPIC -o " .. shell_quote(shim) .. " spec/support/stall_dns.c -ldl")
+    assert(ok == true or ok == 0, "cannot build the getaddrinfo shim")
+  end)
+
+  teardown(function()
+    if tmpdir then os.execute("rm -rf " .. shell_quote(tmpdir)) end
+  end)
+
+  before_each(function() server.reset() end)
+
+  it("50 calls to a name whose lookup stalls 3 s: polls never block, calls fail at their 1 s timeout", function()
+    local r, out = probe("stall.test", 50, 1000)
+    assert.are.equal(50, #r.calls, out)
+    for _, c in ipairs(r.calls) do
+      assert.are.equal("timeout", c.kind, out)
+      -- the timeout counts from the call, so never early; and long before the stall ends
+      assert(c.at >= 1000 and c.at < 2500, "call ended at " .. c.at .. " ms:\n" .. out)
+    end
+    assert_within_budget(r, out)
+    -- one lookup for all 50 calls, and none of them reached the server
+    assert.are.equal(1, r.lookups["stall.test"], out)
+    assert.are.equal(0, server.count())
+  end)
+
+  it("50 calls to a server that accepts and never answers: each fails at its timeout", function()
+    server.respond_many(50, { delay = 4000 })
+    local r, out = probe("quiet.test", 50, 1000)
+    assert.are.equal(50, #r.calls, out)
+    for _, c in ipairs(r.calls) do
+      assert.are.equal("timeout", c.kind, out)
+      assert(c.at >= 1000 and c.at < 2500, "call ended at " .. c.at .. " ms:\n" .. out)
+    end
+    assert_within_budget(r, out)
+    assert.are.equal(1, r.lookups["quiet.test"], out)
+  end)
+
+  it("100 calls fired at once: every one is delivered, each poll within its budget", function()
+    local r, out = probe("burst.test", 100, 10000)
+    assert.are.equal(100, #r.calls, out)
+    for _, c in ipairs(r.calls) do assert.are.equal("ok", c.kind, out) end
+    assert.are.equal(100, server.count())
+    assert(r.cpu.over <= 1, "more than one poll over budget + 1 ms of CPU time:\n" .. out)
+    assert(r.polls.max < 250, "a poll blocked:\n" .. out)
+    assert(r.polls.n >= 2, "the burst was not spread over several polls:\n" .. out)
+    assert.are.equal(1, r.lookups["burst.test"], out)
+  end)
+
+  it("a name that does not exist fails at once with kind network", function()
+    local r, out = probe("missing.test", 3, 5000)
+    assert.are.equal(3, #r.calls, out)
+    for _, c in ipairs(r.calls) do
+      assert.are.equal("network", c.kind, out)
+      assert.truthy(c.message:find("Could not resolve host: missing.test", 1, true), out)
+      assert(c.at < 1000, "call ended at " .. c.at .. " ms:\n" .. out)
+    end
+    assert.are.equal(1, r.lookups["missing.test"], out)
+  end)
+end)
