@@ -2,12 +2,13 @@
 -- bench/async/run.sh's poll figures and spec/async_poll_spec.lua (which runs it under an
 -- LD_PRELOAD resolver that stalls).
 --
---   lua5.4 bench/async/poll.lua URL CALLS TIMEOUT_MS BUDGET_MS FPS
+--   lua5.4 bench/async/poll.lua URL CALLS TIMEOUT_MS BUDGET_MS FPS [FRAMES]
 --
 -- Fires CALLS identify calls at once through customerio.async to URL (a Track API root, e.g.
 -- http://stall.test:8080/api/v1), retries off, each with TIMEOUT_MS; then polls with
 -- poll(0, { budget = BUDGET_MS }) once per frame at FPS frames per second (0: back to back
--- with a 1 ms sleep) until every callback ran, timing each poll. Prints:
+-- with a 1 ms sleep) until every callback ran, timing each poll. With FRAMES, each callback
+-- starts another call for FRAMES frames (CALLS stay in flight), then the rest drains. Prints:
 --   fire <ms to start every call>
 --   polls <count> <max ms> <p99 ms> <median ms> <over> (wall clock; over: polls longer than
 --         budget + 1 ms)
@@ -20,7 +21,7 @@ local customerio = require("customerio")
 local async = require("customerio.async")
 
 local url, calls, timeout = arg[1], tonumber(arg[2]), tonumber(arg[3])
-local budget, fps = tonumber(arg[4]), tonumber(arg[5]) or 0
+local budget, fps, frames = tonumber(arg[4]), tonumber(arg[5]) or 0, tonumber(arg[6])
 local now = core.monotonic_ms
 
 local engine = async.engine(budget and { budget = budget } or nil)
@@ -29,23 +30,28 @@ local wrapped = async.wrap(client, { engine = engine })
 
 local ended = {}
 local t0 = now()
-for i = 1, calls do
-  wrapped:identify(tostring(i), { email = i .. "@example.com" }, function(_, err)
+local frame_no, seq = 0, 0
+local function start()
+  seq = seq + 1
+  wrapped:identify(tostring(seq), { email = seq .. "@example.com" }, function(_, err)
     ended[#ended + 1] = { now() - t0, err and err.kind or "ok", err and tostring(err.message) or "" }
+    if frames and frame_no < frames then start() end
   end)
 end
+for _ = 1, calls do start() end
 print(string.format("fire %.3f", now() - t0))
 
 local times, cpu = {}, {}
 local clock = os.clock
 local frame = fps > 0 and 1000 / fps or nil
-local guard = t0 + 60000
+local guard = t0 + 60000 + (frames and frame and frames * frame or 0)
 local next_frame = now()
 while engine:pending_calls() > 0 and now() < guard do
   local s, c = now(), clock()
   engine:poll(0)
   times[#times + 1] = now() - s
   cpu[#cpu + 1] = (clock() - c) * 1000
+  frame_no = frame_no + 1
   if frame then
     next_frame = next_frame + frame
     local rest = next_frame - now()
