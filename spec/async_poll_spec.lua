@@ -11,9 +11,13 @@
 -- ten polls, all but one poll: one garbage-collection step or preemption may land in a poll).
 -- That no poll blocks is asserted on the wall clock, far below the stall it would take: every
 -- poll under 250 ms where one blocked 2 s before.
+-- Under make check-memory the C core runs instrumented (several times slower): there the
+-- budget figures are not checked, only that nothing blocks and every call ends as it must.
 local server = require("support.server")
 
 local BUDGET = 2
+local SANITIZED = os.getenv("ASAN_OPTIONS") ~= nil
+local BLOCKED_MS = SANITIZED and 1000 or 250
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -72,8 +76,8 @@ local function probe(host, calls, timeout)
 end
 
 local function assert_within_budget(r, out)
-  assert(r.cpu.p99 <= BUDGET + 1, "poll CPU time p99 over budget + 1 ms:\n" .. out)
-  assert(r.polls.max < 250, "a poll blocked:\n" .. out)
+  if not SANITIZED then assert(r.cpu.p99 <= BUDGET + 1, "poll CPU time p99 over budget + 1 ms:\n" .. out) end
+  assert(r.polls.max < BLOCKED_MS, "a poll blocked:\n" .. out)
 end
 
 describe("customerio.poll(0) under faults", function()
@@ -123,8 +127,10 @@ describe("customerio.poll(0) under faults", function()
     assert.are.equal(100, #r.calls, out)
     for _, c in ipairs(r.calls) do assert.are.equal("ok", c.kind, out) end
     assert.are.equal(100, server.count())
-    assert(r.cpu.over <= 1, "more than one poll over budget + 1 ms of CPU time:\n" .. out)
-    assert(r.polls.max < 250, "a poll blocked:\n" .. out)
+    if not SANITIZED then
+      assert(r.cpu.over <= 1, "more than one poll over budget + 1 ms of CPU time:\n" .. out)
+    end
+    assert(r.polls.max < BLOCKED_MS, "a poll blocked:\n" .. out)
     assert(r.polls.n >= 2, "the burst was not spread over several polls:\n" .. out)
     assert.are.equal(1, r.lookups["burst.test"], out)
   end)

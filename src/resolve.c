@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #endif
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -157,6 +158,18 @@ static void *resolve_thread(void *arg) {
   return NULL;
 }
 
+/* A lookup's thread may outlive the Lua state that started it, and lua_close dlcloses C
+ * modules: keep this library loaded for the life of the process (RTLD_NODELETE) before the
+ * first thread starts, as the queue does for its atexit hook. */
+static pthread_once_t resolve_pin_once = PTHREAD_ONCE_INIT;
+static int resolve_pinned;
+
+static void resolve_pin(void) {
+  Dl_info info;
+  if (dladdr((void *)&resolve_thread, &info) == 0 || info.dli_fname == NULL) return;
+  resolve_pinned = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) != NULL;
+}
+
 /* Start the lookup of e on a detached thread (the mutex is held). 0, or -1 when no thread
  * could be started (e is then left waiting, and tried again by a later call). */
 static int resolve_start(cio_resolver *r, resolve_entry *e) {
@@ -165,6 +178,8 @@ static int resolve_start(cio_resolver *r, resolve_entry *e) {
   resolve_job *job;
   int rc;
   if (r->running >= CIO_RESOLVE_MAX_THREADS) return -1;
+  pthread_once(&resolve_pin_once, resolve_pin);
+  if (!resolve_pinned) return -1; /* the lookup waits: a thread could outlive its code */
   job = (resolve_job *)malloc(sizeof *job);
   if (job == NULL) return -1;
   job->r = r;
