@@ -505,10 +505,16 @@ static int async_collect(lua_State *L, async_multi *m, int n, double until) {
   return n;
 }
 
-/* One curl_multi_socket_action; raises on failure. */
+/* One curl_multi_socket_action; raises on failure. After a timeout action the next timer is
+ * read back (libcurl calls the timer function only when its value changes). */
 static void async_action(lua_State *L, async_multi *m, curl_socket_t s, int mask) {
   CURLMcode mrc = curl_multi_socket_action(m->multi, s, mask, &m->running);
   if (mrc != CURLM_OK) luaL_error(L, "curl_multi_socket_action: %s", curl_multi_strerror(mrc));
+  if (s == CURL_SOCKET_TIMEOUT) {
+    long next = -1;
+    if (curl_multi_timeout(m->multi, &next) == CURLM_OK)
+      m->timer_at = next < 0 ? -1 : async_now() + (double)next;
+  }
 }
 
 /* Run libcurl's due timer, then the sockets that are ready, one at a time, until the monotonic

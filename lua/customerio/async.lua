@@ -314,11 +314,9 @@ local function resume_finished(self, limit)
     end
     if now_ms() >= limit then break end
   end
-  if i < n then
-    self.finished = { unpack(finished, i + 1, n) }
-  else
-    self.finished = {}
-  end
+  local rest = {}
+  for j = i + 1, n do rest[#rest + 1] = finished[j] end
+  self.finished = rest
 end
 
 local function poll_once(self, wait, limit)
