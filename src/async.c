@@ -561,6 +561,7 @@ static void async_wait(async_multi *m, double ms) {
   if (m->timer_at >= 0 && m->timer_at - now < ms) ms = m->timer_at - now;
   for (t = m->active; t != NULL; t = t->next) {
     if (t->stage == ASYNC_RESOLVING && ms > 5) ms = 5; /* lookups have no socket to wait on */
+    if (t->stage == ASYNC_QUEUED) ms = 0;              /* left by a spent budget: start it now */
     if (t->stage != ASYNC_RUNNING && t->deadline - now < ms) ms = t->deadline - now;
   }
   if (ms < 0) ms = 0;
