@@ -40,6 +40,7 @@ build = {
         "src/json_encode.c",
         "src/queue.c",
         "src/queue_worker.c",
+        "src/resolve.c",
         "src/util.c",
       },
       libraries = { "curl", "cjson", "crypto", "pthread" },

@@ -9,6 +9,18 @@
  * shared code is in http_common.c): TLS verification on, no redirects, gzip, http/https only,
  * no "Expect: 100-continue". Connections live in the multi handle's cache, so they are kept
  * alive across transfers whatever easy handle runs them.
+ *
+ * poll(0) never blocks, whatever DNS or the server do:
+ * - libcurl never resolves a name itself: a transfer first waits (outside libcurl) for the
+ *   handle's resolver (resolve.c: getaddrinfo on detached threads of ours, results cached),
+ *   then gets the addresses through CURLOPT_RESOLVE. libcurl's threaded resolver would join
+ *   its thread on our thread when a transfer with a stalled lookup times out.
+ * - The timeout covers the whole call: a lookup still running at the deadline fails the call
+ *   with "timeout" (the lookup is abandoned); libcurl gets what is left of it.
+ * - A poll works for at most its budget: resolved transfers join the multi handle a slice at a
+ *   time, libcurl is driven one ready socket at a time (curl_multi_socket_action), and finished
+ *   transfers are reported until the budget is spent; the rest waits for the next poll. One
+ *   step (a socket's work, a slice of starts, one report) is always done, so polls progress.
  */
 /***
  * The async multi handle of the C core (used by customerio.async).
@@ -19,19 +31,33 @@
 
 #include <curl/curl.h>
 
+#include <poll.h>
+#include <time.h>
+
 #include "compat.h"
 #include "http_common.h"
+#include "resolve.h"
 
 #define ASYNC_MT "customerio.async"
 #define ASYNC_DEFAULT_POOL 16
 #define ASYNC_DEFAULT_KEEPALIVE 64
 /* A pooled handle keeps its buffers unless they grew past this. */
 #define ASYNC_KEEP_BUFFER (256 * 1024)
+/* The work one poll does by default (ms), and how many transfers join libcurl at a time. */
+#define ASYNC_DEFAULT_BUDGET 2
+#define ASYNC_SLICE 2
+
+/* Where a transfer is: waiting for its name, resolved and waiting to join libcurl, in libcurl. */
+enum { ASYNC_RESOLVING, ASYNC_QUEUED, ASYNC_RUNNING };
 
 typedef struct async_transfer {
   struct async_transfer *prev, *next; /* the active list (doubly linked) or the idle pool */
   CURL *easy;
   struct curl_slist *req_headers;
+  char *host, *port;          /* the name to resolve (NULL: an IP literal) */
+  struct curl_slist *resolve; /* CURLOPT_RESOLVE entry of the URL's host */
+  int stage;                  /* ASYNC_RESOLVING, _QUEUED, _RUNNING */
+  double deadline;            /* monotonic ms: the end of the whole call */
   cio_buffer req_body; /* a copy: the Lua string may be collected before the transfer ends */
   cio_body body;       /* libcurl's reader over req_body */
   cio_sink sink;
@@ -45,7 +71,14 @@ typedef struct async_transfer {
 
 typedef struct {
   CURLM *multi;
-  async_transfer *active;  /* added to the multi handle (or finished, being reported) */
+  cio_resolver *resolver;
+  struct pollfd *fds; /* the sockets libcurl watches (CURLMOPT_SOCKETFUNCTION) */
+  int n_fds, cap_fds;
+  double timer_at;    /* when libcurl wants CURL_SOCKET_TIMEOUT (monotonic ms), < 0: never */
+  int running;
+  unsigned turn;      /* where async_drive starts among the sockets */
+  async_transfer *active;  /* in call order: resolving, queued, or in the multi handle */
+  async_transfer *tail;
   async_transfer *idle;    /* pool of set-up easy handles */
   async_transfer *staging; /* being prepared by add(); owned here in case it raises */
   int n_active, n_idle, max_idle;
@@ -59,10 +92,20 @@ static async_multi *async_check(lua_State *L) {
   return m;
 }
 
+/* Monotonic milliseconds with a fraction (budgets are a few ms). */
+static double async_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
 static void async_transfer_free(async_transfer *t) {
   if (t->easy) curl_easy_cleanup(t->easy);
   free(t->ca_file);
   curl_slist_free_all(t->req_headers);
+  curl_slist_free_all(t->resolve);
+  free(t->host);
+  free(t->port);
   cio_buffer_free(&t->req_body);
   cio_buffer_free(&t->sink.body);
   cio_buffer_free(&t->sink.head);
@@ -73,15 +116,18 @@ static void async_unlink(async_multi *m, async_transfer *t) {
   if (t->prev) t->prev->next = t->next;
   else m->active = t->next;
   if (t->next) t->next->prev = t->prev;
+  else m->tail = t->prev;
   t->prev = t->next = NULL;
   m->n_active--;
 }
 
+/* At the end: transfers join libcurl in the order of the calls. */
 static void async_link(async_multi *m, async_transfer *t) {
-  t->prev = NULL;
-  t->next = m->active;
-  if (m->active) m->active->prev = t;
-  m->active = t;
+  t->next = NULL;
+  t->prev = m->tail;
+  if (m->tail) m->tail->next = t;
+  else m->active = t;
+  m->tail = t;
   m->n_active++;
 }
 
@@ -96,8 +142,14 @@ static void async_recycle(async_multi *m, async_transfer *t) {
   t->body.data = NULL;
   t->body.len = t->body.pos = 0;
   curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+  curl_easy_setopt(t->easy, CURLOPT_RESOLVE, NULL);
   curl_slist_free_all(t->req_headers);
   t->req_headers = NULL;
+  curl_slist_free_all(t->resolve);
+  t->resolve = NULL;
+  free(t->host);
+  free(t->port);
+  t->host = t->port = NULL;
   if (m->n_idle >= m->max_idle) {
     async_transfer_free(t);
     return;
@@ -123,10 +175,55 @@ static void async_release(async_multi *m) {
     async_transfer_free(t);
   }
   if (m->staging) async_transfer_free(m->staging);
-  m->active = m->idle = m->staging = NULL;
+  m->active = m->tail = m->idle = m->staging = NULL;
   m->n_active = m->n_idle = 0;
   if (m->multi) curl_multi_cleanup(m->multi);
   m->multi = NULL;
+  /* Lookups still running finish on their own threads; nothing waits for them. */
+  cio_resolver_free(m->resolver);
+  m->resolver = NULL;
+  free(m->fds);
+  m->fds = NULL;
+  m->n_fds = m->cap_fds = 0;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: keep the list of sockets to watch. */
+static int async_on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
+  async_multi *m = (async_multi *)userp;
+  int i;
+  short events = 0;
+  (void)easy;
+  (void)socketp;
+  for (i = 0; i < m->n_fds; i++)
+    if (m->fds[i].fd == s) break;
+  if (what == CURL_POLL_REMOVE) {
+    if (i < m->n_fds) m->fds[i] = m->fds[--m->n_fds];
+    return 0;
+  }
+  if (what & CURL_POLL_IN) events |= POLLIN;
+  if (what & CURL_POLL_OUT) events |= POLLOUT;
+  if (i == m->n_fds) {
+    if (m->n_fds == m->cap_fds) {
+      int cap = m->cap_fds ? m->cap_fds * 2 : 16;
+      struct pollfd *grown = (struct pollfd *)realloc(m->fds, (size_t)cap * sizeof *grown);
+      if (grown == NULL) return -1; /* libcurl fails the transfer */
+      m->fds = grown;
+      m->cap_fds = cap;
+    }
+    m->n_fds++;
+    m->fds[i].fd = s;
+  }
+  m->fds[i].events = events;
+  m->fds[i].revents = 0;
+  return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: when to call curl_multi_socket_action(CURL_SOCKET_TIMEOUT). */
+static int async_on_timer(CURLM *multi, long timeout_ms, void *userp) {
+  async_multi *m = (async_multi *)userp;
+  (void)multi;
+  m->timer_at = timeout_ms < 0 ? -1 : async_now() + (double)timeout_ms;
+  return 0;
 }
 
 /***
@@ -162,13 +259,23 @@ static int async_new(lua_State *L) {
   m->max_idle = (int)pool;
   luaL_getmetatable(L, ASYNC_MT);
   lua_setmetatable(L, -2);
+  m->timer_at = -1;
   m->multi = curl_multi_init();
   if (m->multi == NULL) return luaL_error(L, "curl_multi_init failed");
+  m->resolver = cio_resolver_new();
+  if (m->resolver == NULL) {
+    async_release(m);
+    return luaL_error(L, "out of memory");
+  }
   /* A fixed cache size: libcurl's default (4 x the handles added) would close the idle
    * connections of a burst as soon as it is over. */
   if ((mrc = curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)keepalive)) != CURLM_OK ||
       (mrc = curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)max_conn)) != CURLM_OK ||
-      (mrc = curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_host)) != CURLM_OK) {
+      (mrc = curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_host)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, async_on_socket)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, (void *)m)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, async_on_timer)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, (void *)m)) != CURLM_OK) {
     async_release(m);
     return luaL_error(L, "curl_multi_setopt: %s", curl_multi_strerror(mrc));
   }
@@ -226,7 +333,6 @@ static int async_add(lua_State *L) {
   const char *failed = "";
   async_transfer *t;
   CURLcode rc;
-  CURLMcode mrc;
 
   const char *bad_url = cio_url_problem(url, ulen);
   if (bad_url != NULL) return luaL_argerror(L, 3, bad_url);
@@ -269,7 +375,6 @@ static int async_add(lua_State *L) {
   cio_set_method(L, t->easy, 2, method, mlen, body != NULL ? t->req_body.data : NULL, blen, &t->body);
   if ((rc = curl_easy_setopt(t->easy, CURLOPT_URL, url)) != CURLE_OK ||
       (rc = curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req_headers)) != CURLE_OK ||
-      (rc = curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, cio_ms(timeout))) != CURLE_OK ||
       (rc = curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (void *)t)) != CURLE_OK) {
     m->staging = NULL;
     async_recycle(m, t);
@@ -278,27 +383,95 @@ static int async_add(lua_State *L) {
     lua_pushstring(L, curl_easy_strerror(rc));
     return 3;
   }
+  if (cio_resolve_target(url, &t->host, &t->port) != 0) return luaL_error(L, "out of memory");
   m->staging = NULL;
-  mrc = curl_multi_add_handle(m->multi, t->easy);
-  if (mrc != CURLM_OK) {
-    async_recycle(m, t);
-    lua_pushnil(L);
-    lua_pushliteral(L, "request");
-    lua_pushstring(L, curl_multi_strerror(mrc));
-    return 3;
-  }
-  t->in_multi = 1;
+  /* It joins libcurl in a later poll, once its host is resolved (see the top of the file). */
+  t->deadline = async_now() + (double)cio_ms(timeout);
+  t->stage = t->host != NULL ? ASYNC_RESOLVING : ASYNC_QUEUED;
   async_link(m, t);
   m->started++;
   lua_pushinteger(L, t->id);
   return 1;
 }
 
-/* Append the finished transfers to the table on top of the stack; returns the new count. */
-static int async_collect(lua_State *L, async_multi *m, int n) {
+/* Report a transfer that failed before joining libcurl (errbuf holds the message) and
+ * recycle it; returns the new count of the list on top of the stack. */
+static int async_fail_early(lua_State *L, async_multi *m, async_transfer *t, CURLcode rc, int n) {
+  lua_createtable(L, 4, 0);
+  lua_pushinteger(L, t->id);
+  lua_rawseti(L, -2, 1);
+  cio_push_failure(L, rc, &t->sink, t->errbuf);
+  lua_rawseti(L, -3, 4);
+  lua_rawseti(L, -2, 3);
+  lua_rawseti(L, -2, ++n);
+  m->completed++;
+  async_unlink(m, t);
+  async_recycle(m, t);
+  return n;
+}
+
+/* The transfers not yet in libcurl: those whose name is resolved are queued, those whose
+ * lookup failed or whose deadline passed are reported. Never waits for a lookup. */
+static int async_resolve_step(lua_State *L, async_multi *m, int n, double now) {
+  async_transfer *t, *next;
+  for (t = m->active; t != NULL; t = next) {
+    next = t->next;
+    if (t->stage == ASYNC_RUNNING) continue;
+    if (t->stage == ASYNC_RESOLVING) {
+      int rc = cio_resolve_host(m->resolver, t->host, t->port, &t->resolve, t->errbuf);
+      if (rc == CIO_RESOLVE_NOMEM) luaL_error(L, "out of memory");
+      if (rc == CIO_RESOLVE_FAILED) {
+        n = async_fail_early(L, m, t, CURLE_COULDNT_RESOLVE_HOST, n);
+        continue;
+      }
+      if (rc == CIO_RESOLVE_OK) t->stage = ASYNC_QUEUED;
+    }
+    if (now >= t->deadline) {
+      snprintf(t->errbuf, CURL_ERROR_SIZE, "%s timed out: the call's timeout passed",
+               t->stage == ASYNC_RESOLVING ? "Resolving" : "Waiting to start");
+      n = async_fail_early(L, m, t, CURLE_OPERATION_TIMEDOUT, n);
+    }
+  }
+  return n;
+}
+
+/* Let up to ASYNC_SLICE queued transfers join libcurl; returns how many did (failures to
+ * join are reported). */
+static int async_admit(lua_State *L, async_multi *m, int *n, double now) {
+  async_transfer *t, *next;
+  int admitted = 0;
+  for (t = m->active; t != NULL && admitted < ASYNC_SLICE; t = next) {
+    CURLMcode mrc;
+    CURLcode rc;
+    next = t->next;
+    if (t->stage != ASYNC_QUEUED) continue;
+    /* libcurl gets what is left of the call's timeout, and the name's addresses. */
+    if ((rc = curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, cio_ms(t->deadline - now))) != CURLE_OK ||
+        (rc = curl_easy_setopt(t->easy, CURLOPT_RESOLVE, t->resolve)) != CURLE_OK) {
+      snprintf(t->errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
+      *n = async_fail_early(L, m, t, rc, *n);
+      continue;
+    }
+    mrc = curl_multi_add_handle(m->multi, t->easy);
+    if (mrc != CURLM_OK) {
+      snprintf(t->errbuf, CURL_ERROR_SIZE, "%s", curl_multi_strerror(mrc));
+      *n = async_fail_early(L, m, t, CURLE_BAD_FUNCTION_ARGUMENT, *n);
+      continue;
+    }
+    t->in_multi = 1;
+    t->stage = ASYNC_RUNNING;
+    admitted++;
+  }
+  return admitted;
+}
+
+/* Append the finished transfers to the table on top of the stack, until the monotonic time
+ * `until` (at least one); returns the new count. The others stay in libcurl's queue. */
+static int async_collect(lua_State *L, async_multi *m, int n, double until) {
   CURLMsg *msg;
-  int left;
-  while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
+  int left, first = 1;
+  while ((first || async_now() < until) && (msg = curl_multi_info_read(m->multi, &left)) != NULL) {
+    first = 0;
     CURL *easy;
     CURLcode result;
     async_transfer *t = NULL;
@@ -335,44 +508,117 @@ static int async_collect(lua_State *L, async_multi *m, int n) {
   return n;
 }
 
+/* One curl_multi_socket_action; raises on failure. After a timeout action the next timer is
+ * read back (libcurl calls the timer function only when its value changes). */
+static void async_action(lua_State *L, async_multi *m, curl_socket_t s, int mask) {
+  CURLMcode mrc = curl_multi_socket_action(m->multi, s, mask, &m->running);
+  if (mrc != CURLM_OK) luaL_error(L, "curl_multi_socket_action: %s", curl_multi_strerror(mrc));
+  if (s == CURL_SOCKET_TIMEOUT) {
+    long next = -1;
+    if (curl_multi_timeout(m->multi, &next) == CURLM_OK)
+      m->timer_at = next < 0 ? -1 : async_now() + (double)next;
+  }
+}
+
+/* Run libcurl's due timer, then the sockets that are ready, one at a time, until the monotonic
+ * time `until` (at least one socket). Sockets are visited from a rotating start, so that a
+ * budget spent early does not starve the same ones every poll. */
+static void async_drive(lua_State *L, async_multi *m, double until) {
+  struct pollfd *snap;
+  int i, nfds, nready, first;
+  if (m->timer_at >= 0 && m->timer_at <= async_now()) {
+    m->timer_at = -1;
+    async_action(L, m, CURL_SOCKET_TIMEOUT, 0);
+  }
+  nfds = m->n_fds;
+  if (nfds == 0) return;
+  /* A copy: socket_action changes m->fds through async_on_socket. */
+  snap = (struct pollfd *)malloc((size_t)nfds * sizeof *snap);
+  if (snap == NULL) luaL_error(L, "out of memory");
+  memcpy(snap, m->fds, (size_t)nfds * sizeof *snap);
+  nready = poll(snap, (nfds_t)nfds, 0);
+  first = (int)(m->turn++ % (unsigned)nfds);
+  for (i = 0; i < nfds && nready > 0; i++) {
+    struct pollfd *p = &snap[(first + i) % nfds];
+    int mask = 0;
+    CURLMcode mrc;
+    if (p->revents == 0) continue;
+    nready--;
+    if (p->revents & (POLLIN | POLLHUP)) mask |= CURL_CSELECT_IN;
+    if (p->revents & POLLOUT) mask |= CURL_CSELECT_OUT;
+    if (p->revents & (POLLERR | POLLNVAL)) mask |= CURL_CSELECT_ERR;
+    mrc = curl_multi_socket_action(m->multi, p->fd, mask, &m->running);
+    if (mrc != CURLM_OK) {
+      free(snap);
+      luaL_error(L, "curl_multi_socket_action: %s", curl_multi_strerror(mrc));
+    }
+    if (async_now() >= until) break;
+  }
+  free(snap);
+}
+
+/* Wait up to ms for a socket, libcurl's timer, or (every few ms) a lookup to finish. */
+static void async_wait(async_multi *m, double ms) {
+  async_transfer *t;
+  double now = async_now();
+  if (m->timer_at >= 0 && m->timer_at - now < ms) ms = m->timer_at - now;
+  for (t = m->active; t != NULL; t = t->next) {
+    if (t->stage == ASYNC_RESOLVING && ms > 5) ms = 5; /* lookups have no socket to wait on */
+    if (t->stage == ASYNC_QUEUED) ms = 0;              /* left by a spent budget: start it now */
+    if (t->stage != ASYNC_RUNNING && t->deadline - now < ms) ms = t->deadline - now;
+  }
+  if (ms < 0) ms = 0;
+  poll(m->fds, (nfds_t)m->n_fds, (int)(ms + 0.999));
+}
+
 /***
- * Advance every transfer and report those that finished. Never blocks when `timeout_ms` is 0;
- * otherwise waits up to `timeout_ms` for network activity when nothing has finished yet.
+ * Advance the transfers and report those that finished, doing at most `budget_ms` of work:
+ * names resolved by the handle's resolver threads are handed to libcurl, resolved transfers
+ * join libcurl a few at a time, libcurl runs one ready socket at a time, and finished
+ * transfers are reported, until the budget is spent (one step of each kind always runs, so
+ * every poll makes progress); the rest carries over to the next poll. Never blocks when
+ * `timeout_ms` is 0, whatever DNS or the server do; otherwise waits up to `timeout_ms` for
+ * activity when nothing has finished yet.
  * @function handle:poll
  * @tparam[opt] number timeout_ms default 0
+ * @tparam[opt] number budget_ms work per poll, default 2
  * @treturn table|nil finished transfers, each `{id, status, headers, body}` or
  * `{id, nil, kind, message, stage}` (kind: "timeout", "network", "tls", "request", "too_large";
  * stage: see cio_curl_failure_stage);
  * nil when none finished
- * @treturn integer transfers still running
+ * @treturn integer transfers not yet reported
  */
 static int async_poll(lua_State *L) {
   async_multi *m = async_check(L);
   lua_Number timeout = luaL_optnumber(L, 2, 0);
-  int running = 0, n;
-  CURLMcode mrc;
+  lua_Number budget = luaL_optnumber(L, 3, ASYNC_DEFAULT_BUDGET);
+  double until, end;
+  int n = 0, admitted;
   luaL_argcheck(L, timeout >= 0, 2, "timeout must not be negative");
+  luaL_argcheck(L, budget > 0, 3, "budget must be positive");
   if (timeout > 86400000) timeout = 86400000;
+  if (budget > 86400000) budget = 86400000;
+  until = async_now() + budget;
+  end = async_now() + timeout;
   lua_newtable(L);
-  mrc = curl_multi_perform(m->multi, &running);
-  if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_perform: %s", curl_multi_strerror(mrc));
-  n = async_collect(L, m, 0);
-  if (n == 0 && timeout > 0) {
-#if LIBCURL_VERSION_NUM >= 0x074200
-    mrc = curl_multi_poll(m->multi, NULL, 0, (int)timeout, NULL);
-#else
-    mrc = curl_multi_wait(m->multi, NULL, 0, (int)timeout, NULL);
-#endif
-    if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_poll: %s", curl_multi_strerror(mrc));
-    mrc = curl_multi_perform(m->multi, &running);
-    if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_perform: %s", curl_multi_strerror(mrc));
-    n = async_collect(L, m, 0);
+  for (;;) {
+    n = async_collect(L, m, n, until); /* what the previous poll left */
+    n = async_resolve_step(L, m, n, async_now());
+    do {
+      admitted = async_admit(L, m, &n, async_now());
+      async_drive(L, m, until);
+      if (async_now() >= until) break;
+      n = async_collect(L, m, n, until);
+    } while (admitted == ASYNC_SLICE || (m->timer_at >= 0 && m->timer_at <= async_now()));
+    if (n > 0 || m->n_active == 0 || async_now() >= end) break;
+    async_wait(m, end - async_now());
+    until = async_now() + budget;
   }
   if (n == 0) {
     lua_pop(L, 1);
     lua_pushnil(L);
   }
-  lua_pushinteger(L, (lua_Integer)running);
+  lua_pushinteger(L, (lua_Integer)m->n_active);
   return 2;
 }
 

@@ -47,9 +47,12 @@
 
 #include "http_common.h"
 #include "queue_worker.h"
+#include "resolve.h"
 
 #define QUEUE_MAX_RESPONSE (1024 * 1024)
 #define QUEUE_IDLE_WAIT_MS 1000
+/* How often batches waiting for the host name's lookup look again (ms). */
+#define QUEUE_DNS_RECHECK_MS 10
 
 #if LIBCURL_VERSION_NUM >= 0x074400 /* 7.68.0: curl_multi_poll and curl_multi_wakeup */
 #define QUEUE_HAS_WAKEUP 1
@@ -103,6 +106,7 @@ typedef struct {
   queue_batch *batch; /* NULL when the slot is free */
   struct curl_slist *retry_headers;
   cio_body body; /* libcurl's reader over the batch's body */
+  struct curl_slist *resolve; /* CURLOPT_RESOLVE entry of the URL's host (queue_dns_wait) */
   queue_buf resp;
   char retry_after[64];
   char errbuf[CURL_ERROR_SIZE];
@@ -140,6 +144,8 @@ typedef struct cio_queue {
   /* Worker only. */
   CURLM *multi;
   queue_slot *slots;
+  cio_resolver *resolver;     /* created by the worker's first start; see queue_dns_wait */
+  char *dns_host, *dns_port;  /* the URL's host (NULL: an IP literal, or no resolver) */
   int active;
   uint64_t rng;
 
@@ -542,6 +548,8 @@ static void queue_slot_release(queue_slot *s) {
   s->easy = NULL;
   curl_slist_free_all(s->retry_headers);
   s->retry_headers = NULL;
+  curl_slist_free_all(s->resolve);
+  s->resolve = NULL;
   free(s->resp.data);
   s->resp.data = NULL;
   s->resp.len = s->resp.cap = 0;
@@ -568,14 +576,52 @@ static int queue_slot_start(queue_state *q, queue_slot *s, queue_batch *b) {
   s->resp.len = 0;
   s->resp.truncated = 0;
   s->retry_after[0] = '\0';
+  curl_slist_free_all(s->resolve);
+  s->resolve = NULL;
+  if (q->dns_host != NULL &&
+      cio_resolve_host(q->resolver, q->dns_host, q->dns_port, &s->resolve, s->errbuf) == CIO_RESOLVE_NOMEM)
+    return -1;
   s->errbuf[0] = '\0';
-  if (curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
+  if (curl_easy_setopt(s->easy, CURLOPT_RESOLVE, s->resolve) != CURLE_OK ||
+      curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
       cio_set_body(s->easy, &s->body, b->body, b->len) != CURLE_OK)
     return -1;
   if (curl_multi_add_handle(q->multi, s->easy) != CURLM_OK) return -1;
   s->batch = b;
   q->active++;
   return 0;
+}
+
+/*
+ * Whether the batches about to start must wait for the URL's host name. It is resolved by
+ * resolve.c's threads and handed to libcurl (queue_slot_start), never resolved by libcurl on
+ * this thread: libcurl joins its resolver thread when a transfer ends, so a stalled lookup
+ * would hold the worker, and close(ms), which joins the worker, would wait for the lookup.
+ * Waiting batches go back to the retry list (no attempt counted), due in a few ms. A failed
+ * lookup does not wait: libcurl then resolves itself and reports the failure.
+ */
+static int queue_dns_wait(queue_state *q, queue_batch **starts, int n, int64_t *deadline) {
+  char err[CURL_ERROR_SIZE];
+  struct curl_slist *probe = NULL;
+  int64_t due;
+  int i, rc;
+  if (q->resolver == NULL && (q->resolver = cio_resolver_new()) != NULL &&
+      cio_resolve_target(q->cfg.url, &q->dns_host, &q->dns_port) != 0)
+    q->dns_host = q->dns_port = NULL;
+  if (q->dns_host == NULL) return 0;
+  rc = cio_resolve_host(q->resolver, q->dns_host, q->dns_port, &probe, err);
+  curl_slist_free_all(probe);
+  if (rc != CIO_RESOLVE_PENDING) return 0;
+  due = queue_now_ms() + QUEUE_DNS_RECHECK_MS;
+  pthread_mutex_lock(&q->mu);
+  for (i = 0; i < n; i++) {
+    starts[i]->due_ms = due;
+    starts[i]->next = q->retry_list;
+    q->retry_list = starts[i];
+  }
+  pthread_mutex_unlock(&q->mu);
+  if (due < *deadline) *deadline = due;
+  return 1;
 }
 
 /* Milliseconds to wait before replay number n: customerio.http.retry's policy (Retry-After wins). */
@@ -929,6 +975,7 @@ static void *queue_worker(void *arg) {
         starts[nstarts++] = b;
       }
     }
+    if (nstarts > 0 && queue_dns_wait(q, starts, nstarts, &deadline)) nstarts = 0;
     for (i = 0; i < nstarts; i++) {
       queue_slot *s = NULL;
       int k;
@@ -1012,6 +1059,9 @@ static void queue_free_state(queue_state *q) {
     free(q->slots);
   }
   if (q->multi != NULL) curl_multi_cleanup(q->multi);
+  cio_resolver_free(q->resolver); /* a lookup still running finishes on its own thread */
+  free(q->dns_host);
+  free(q->dns_port);
   curl_slist_free_all(q->cfg.headers);
   free(q->cfg.url);
   free(q->cfg.ca_file);

@@ -90,6 +90,18 @@ static int util_monotonic_ms(lua_State *L) {
 }
 
 /***
+ * CPU time of the calling thread in milliseconds (the work a poll did, without the time the
+ * machine gave other processes or the core's other threads; for benchmarks and specs).
+ * @function thread_cpu_ms
+ */
+static int util_thread_cpu_ms(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0 + (lua_Number)ts.tv_nsec / 1e6);
+  return 1;
+}
+
+/***
  * Sleep for a number of milliseconds (blocking; the nginx transport uses ngx.sleep).
  * @function sleep_ms
  */
@@ -167,6 +179,7 @@ static const luaL_Reg util_funcs[] = {
   {"uri_encode", util_uri_encode},
   {"now_ms", util_now_ms},
   {"monotonic_ms", util_monotonic_ms},
+  {"thread_cpu_ms", util_thread_cpu_ms},
   {"sleep_ms", util_sleep_ms},
   {NULL, NULL},
 };

@@ -21,6 +21,14 @@
 -- waits up to `ms` for at least one callback. Many calls are in flight at once; connections
 -- are kept alive and shared by all the clients of an engine.
 --
+-- `poll(0)` never blocks whatever DNS, TLS or the server do, and does at most a budget of work
+-- (`poll(0, { budget = 2 })`, ms, default `DEFAULT_BUDGET` = 2): host names are resolved on
+-- threads of the C core (a stalled lookup never stalls the poll, and a call's `timeout` covers
+-- its lookup), transfers join libcurl a few at a time, libcurl runs one ready socket at a time,
+-- and finished calls are resumed and their callbacks run until the budget is spent; the rest
+-- carries over to the next poll. Each stage always takes one step, so every poll makes
+-- progress; one step (a callback, a socket's work) is what a poll can exceed its budget by.
+--
 -- Each call runs the blocking client code (`customerio.http.client`: retries, backoff,
 -- `Retry-After`, redirects, error objects) in a coroutine whose transport yields until poll
 -- completes its transfer, and whose backoff sleeps yield until a deadline poll checks. So
@@ -81,13 +89,25 @@ Engine.__index = Engine
 
 local ENGINE_OPTIONS = {
   max_connections = true, max_host_connections = true, keepalive = true, pool = true, on_error = true,
+  budget = true,
 }
+
+--- The work one `poll` does by default (ms).
+M.DEFAULT_BUDGET = 2
+
+local function check_budget(budget, name)
+  if type(budget) ~= "number" or budget ~= budget or budget <= 0 or budget == math.huge then
+    fail(name .. ": budget must be a positive number of milliseconds")
+  end
+  return budget
+end
 
 --- Create an engine (a `customerio.poll` of its own).
 -- @tparam[opt] table opts `max_connections` (total, default unlimited),
 -- `max_host_connections` (default unlimited), `keepalive` (idle connections kept, default 64),
 -- `pool` (idle easy handles kept, default 16), `on_error` (function(message) called with the
--- error and traceback of a callback that raised; default: writes a line to stderr)
+-- error and traceback of a callback that raised; default: writes a line to stderr), `budget`
+-- (ms of work per poll, default `DEFAULT_BUDGET`)
 -- @treturn Engine
 function M.engine(opts)
   opts = opts or {}
@@ -96,7 +116,10 @@ function M.engine(opts)
     if not ENGINE_OPTIONS[k] then fail("unknown async engine option: " .. tostring(k)) end
   end
   if opts.on_error ~= nil and not callable(opts.on_error) then fail("on_error must be a function") end
+  if opts.budget ~= nil then check_budget(opts.budget, "async engine") end
   return setmetatable({
+    budget = opts.budget or M.DEFAULT_BUDGET,
+    finished = {},     -- transfers reported by the multi handle, not yet resumed (FIFO)
     multi_opts = {
       max_connections = opts.max_connections, max_host_connections = opts.max_host_connections,
       keepalive = opts.keepalive, pool = opts.pool,
@@ -209,13 +232,17 @@ function Engine:start_for(owner, fn, callback, ...)
   return true
 end
 
--- Run the callbacks of the calls finished so far (calls finishing meanwhile wait for the next
--- round, so that a callback starting calls cannot keep one poll busy forever).
-local function deliver(self)
+-- Run the callbacks of the calls finished so far, until the monotonic time `limit` (at least
+-- one); the others wait for the next poll, ahead of calls finishing meanwhile (so that a
+-- callback starting calls cannot keep one poll busy forever).
+local function deliver(self, limit)
   local done = self.done
-  if #done == 0 then return 0 end
+  local n = #done
+  if n == 0 then return 0 end
   self.done = {}
-  for i = 1, #done do
+  local i = 0
+  while i < n do
+    i = i + 1
     local call = done[i]
     self.pending = self.pending - 1
     local owner = call.owner
@@ -235,8 +262,15 @@ local function deliver(self)
       end
     end
     self.callbacks = self.callbacks + 1
+    if limit and now_ms() >= limit then break end
   end
-  return #done
+  if i < n then
+    local rest, newer = {}, self.done
+    for j = i + 1, n do rest[#rest + 1] = done[j] end
+    for j = 1, #newer do rest[#rest + 1] = newer[j] end
+    self.done = rest
+  end
+  return i
 end
 
 -- Wake the calls whose backoff is over.
@@ -263,20 +297,43 @@ local function next_wake(self)
   return t
 end
 
-local function poll_once(self, wait)
+-- Resume the calls whose transfers finished, until `limit` (at least one).
+local function resume_finished(self, limit)
+  local finished = self.finished
+  local n = #finished
+  if n == 0 then return end
+  local i = 0
+  while i < n do
+    i = i + 1
+    local r = finished[i]
+    local call = self.transfers[r[1]]
+    if call then
+      self.transfers[r[1]] = nil
+      self.n_transfers = self.n_transfers - 1
+      call.transfer = nil
+      step(self, call, r[2], r[3], r[4], r[5])
+    end
+    if now_ms() >= limit then break end
+  end
+  local rest = {}
+  for j = i + 1, n do rest[#rest + 1] = finished[j] end
+  self.finished = rest
+end
+
+local function poll_once(self, wait, limit)
+  if #self.finished > 0 then
+    resume_finished(self, limit)
+    if #self.finished > 0 or now_ms() >= limit then return wake_sleepers(self, now_ms()) end
+  end
   if self.n_transfers > 0 then
-    local finished = self.multi:poll(wait)
+    -- The C core gets 80% of what is left of the budget (it always takes one step of each
+    -- kind); the rest is for resuming the finished calls and running their callbacks.
+    local budget = (limit - now_ms()) * 0.8
+    local finished = self.multi:poll(wait, budget > 0.05 and budget or 0.05)
     if finished then
-      for i = 1, #finished do
-        local r = finished[i]
-        local call = self.transfers[r[1]]
-        if call then
-          self.transfers[r[1]] = nil
-          self.n_transfers = self.n_transfers - 1
-          call.transfer = nil
-          step(self, call, r[2], r[3], r[4], r[5])
-        end
-      end
+      if wait > 0 then limit = now_ms() + self.budget end -- the work starts after the wait
+      self.finished = finished
+      resume_finished(self, limit)
     end
   elseif wait > 0 and #self.sleepers > 0 then
     core.sleep_ms(wait) -- only backoffs to wait for (wait is capped by the first deadline)
@@ -289,39 +346,57 @@ local function check_timeout(timeout_ms, name)
 end
 
 -- One poll: at least one non-blocking pass over the transfers, then passes that wait up to
--- the deadline until a callback ran (or until `more` says stop).
-local function run_poll(self, timeout_ms, more)
+-- the deadline until a callback ran (or until `more` says stop). Each pass works for at most
+-- `budget` ms (plus one step).
+local function run_poll(self, timeout_ms, more, budget)
   if self.pending == 0 then return 0 end
   local deadline = now_ms() + timeout_ms
   local ran = 0
   repeat
     local now = now_ms()
     local wait = deadline - now
-    if wait < 0 or #self.done > 0 then wait = 0 end
+    if wait < 0 or #self.done > 0 or #self.finished > 0 then wait = 0 end
     local wake = next_wake(self)
     if wake and wake - now < wait then wait = wake > now and wake - now or 0 end
-    poll_once(self, wait)
-    ran = ran + deliver(self)
+    local limit = now + budget
+    poll_once(self, wait, limit)
+    if wait > 0 then limit = now_ms() + budget end
+    ran = ran + deliver(self, limit)
   until self.pending == 0 or (ran > 0 and not more(self)) or now_ms() >= deadline
   return ran
 end
 
 local function never() return false end
 
---- Advance every call of this engine and run the callbacks of those that finished.
--- With `timeout_ms` 0 (the default) it never blocks: one non-blocking pass over the
--- transfers, for a game loop's frame. Otherwise it waits up to `timeout_ms` for at least one
--- callback. Not re-entrant: a callback may start calls, not poll.
--- @tparam[opt] number timeout_ms default 0
--- @treturn integer the number of calls completed (callbacks run) by this poll
-function Engine:poll(timeout_ms)
-  return self:drive(check_timeout(timeout_ms, "poll"), never)
+-- The budget of one poll from its options table.
+local function poll_budget(self, opts, name)
+  if opts == nil then return self.budget end
+  if type(opts) ~= "table" then fail(name .. ": options must be a table") end
+  for k in pairs(opts) do
+    if k ~= "budget" then fail(name .. ": unknown option: " .. tostring(k)) end
+  end
+  if opts.budget == nil then return self.budget end
+  return check_budget(opts.budget, name)
 end
 
-function Engine:drive(timeout_ms, more)
+--- Advance every call of this engine and run the callbacks of those that finished.
+-- With `timeout_ms` 0 (the default) it never blocks, whatever DNS, TLS or the server do: one
+-- pass that does at most `budget` ms of work (resolved names handed to libcurl, transfers
+-- started a few at a time, ready sockets, finished calls resumed, callbacks run), carrying
+-- the rest to the next poll; it exceeds the budget by at most one step (one socket's work,
+-- one callback). Otherwise it waits up to `timeout_ms` for at least one callback. Not
+-- re-entrant: a callback may start calls, not poll.
+-- @tparam[opt] number timeout_ms default 0
+-- @tparam[opt] table opts `budget` (ms of work, default the engine's, `DEFAULT_BUDGET` = 2)
+-- @treturn integer the number of calls completed (callbacks run) by this poll
+function Engine:poll(timeout_ms, opts)
+  return self:drive(check_timeout(timeout_ms, "poll"), never, poll_budget(self, opts, "poll"))
+end
+
+function Engine:drive(timeout_ms, more, budget)
   if self.polling then fail("customerio.poll: not re-entrant (called from inside a callback?)") end
   self.polling = true
-  local ok, ran = pcall(run_poll, self, timeout_ms, more)
+  local ok, ran = pcall(run_poll, self, timeout_ms, more, budget or self.budget)
   self.polling = false
   if not ok then error(ran, 0) end
   return ran
@@ -366,7 +441,7 @@ end
 function Engine:close()
   local calls = {}
   for _, call in pairs(self.calls) do calls[#calls + 1] = call end
-  self.calls, self.transfers, self.n_transfers, self.sleepers = {}, {}, 0, {}
+  self.calls, self.transfers, self.n_transfers, self.sleepers, self.finished = {}, {}, 0, {}, {}
   if self.multi then
     self.multi:close()
     self.multi = nil
@@ -406,9 +481,11 @@ local NOT_WRAPPED = { new = true, pages = true, endpoint = true }
 
 --- Advance this wrapper's engine (all its calls, not only this wrapper's); see `Engine:poll`.
 -- @tparam[opt] number timeout_ms default 0
+-- @tparam[opt] table opts `budget` (ms)
 -- @treturn integer callbacks run
-function Async:poll(timeout_ms)
-  return self[STATE].engine:drive(check_timeout(timeout_ms, "poll"), never)
+function Async:poll(timeout_ms, opts)
+  local engine = self[STATE].engine
+  return engine:drive(check_timeout(timeout_ms, "poll"), never, poll_budget(engine, opts, "poll"))
 end
 
 --- Calls made through this wrapper whose callbacks have not run yet.
@@ -526,9 +603,11 @@ end
 
 --- Advance the default engine: see `Engine:poll`. Also `customerio.poll`.
 -- @tparam[opt] number timeout_ms default 0 (never blocks)
+-- @tparam[opt] table opts `budget` (ms of work, default 2)
 -- @treturn integer the number of calls completed (callbacks run)
-function M.poll(timeout_ms)
-  return M.default():drive(check_timeout(timeout_ms, "poll"), never)
+function M.poll(timeout_ms, opts)
+  local engine = M.default()
+  return engine:drive(check_timeout(timeout_ms, "poll"), never, poll_budget(engine, opts, "poll"))
 end
 
 --- Calls of the default engine not yet delivered.
