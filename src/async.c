@@ -400,7 +400,11 @@ static int async_fail_early(lua_State *L, async_multi *m, async_transfer *t, CUR
   lua_createtable(L, 4, 0);
   lua_pushinteger(L, t->id);
   lua_rawseti(L, -2, 1);
-  cio_push_failure(L, rc, &t->sink, t->errbuf);
+  /* Nothing of the request was written: it failed resolving its host or waiting to connect. */
+  lua_pushstring(L, cio_curl_error_kind(rc));
+  lua_pushstring(L, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
+  lua_pushstring(L, (rc == CURLE_COULDNT_RESOLVE_HOST || t->stage == ASYNC_RESOLVING) ? "resolve" : "connect");
+  lua_rawseti(L, -4, 5);
   lua_rawseti(L, -3, 4);
   lua_rawseti(L, -2, 3);
   lua_rawseti(L, -2, ++n);
