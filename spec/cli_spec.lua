@@ -288,6 +288,13 @@ describe("bin/customerio", function()
         end
         local pid = tonumber((read(dir .. "/sb.pid"):match("%d+")))
         local out = read(dir .. "/sb.out")
+        -- The URLs are printed once the launcher has seen the sandbox answer, which can be just
+        -- after this probe did: wait for them (bounded).
+        for _ = 1, 100 do
+          if not started or out:find("Inbox:", 1, true) then break end
+          require("customerio.core").sleep_ms(100)
+          out = read(dir .. "/sb.out")
+        end
         os.execute("kill -TERM -" .. pid .. " 2>/dev/null")
         if started then
           assert.matches("Inbox: http://127.0.0.1:" .. port .. "/", out, 1, true)

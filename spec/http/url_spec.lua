@@ -18,8 +18,9 @@ describe("url.encode", function()
   end)
 
   it("refuses numbers that are not identifiers", function()
-    assert.has_error(function() url.encode(0 / 0) end, "value is required")
-    assert.has_error(function() url.encode(math.huge) end, "value is required")
+    assert.has_error(function() url.encode(0 / 0) end, "value is NaN, not an identifier")
+    assert.has_error(function() url.encode(math.huge) end,
+      "value is inf, beyond 2^53, where a double cannot hold every integer; pass the id as a string")
   end)
 end)
 

@@ -9,6 +9,7 @@ local function context(data, opts)
   return {
     data = data or {}, locals = {}, counters = {}, lv = {}, fl = {}, out = {}, n = 0, size = 0, steps = 0,
     max_steps = opts.max_steps or 100000, max_output = opts.max_output or 1024 * 1024,
+    mem = 0, max_memory = opts.max_memory or liquid.MAX_MEMORY,
     strict = opts.strict or false, report = { undefined = {}, filters = {}, tags = {} },
     seen = {}, cycles = {}, offsets = {}, now = 0, liquid = liquid, depth = 0,
   }

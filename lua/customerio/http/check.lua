@@ -46,6 +46,7 @@ local EXACT = 2 ^ 53
 -- @treturn string
 function check.number_id(v, name)
   if math.type and math.type(v) == "integer" then return tostring(v) end
+  if v ~= v then fail(name .. " is NaN, not an identifier") end
   if v ~= math.floor(v) then return tostring(v) end
   if v >= EXACT or v <= -EXACT then
     fail(string.format("%s is %.16g, beyond 2^53, where a double cannot hold every integer; pass the id as a string",
