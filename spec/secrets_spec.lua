@@ -271,7 +271,10 @@ describe("secrets", function()
       local q = customerio.Queue.new(new("track"), { flush_interval = 60000,
         on_error = function(_, err) reports[#reports + 1] = err end })
       assert.is_true(q:identify("42", { a = 1 }))
-      assert.is_true(q:flush(5000))
+      local flushed, flush_err = q:flush(5000) -- the operation was rejected: flush says so
+      assert.is_nil(flushed)
+      assert.are.equal("failed", flush_err.kind)
+      assert_clean_error(flush_err, "queue flush")
       q:close()
       assert.are.equal(1, #reports)
       local err = reports[1]
