@@ -141,7 +141,7 @@ describe("customerio.poll(0) under faults", function()
     assert.are.equal(3, #r.calls, out)
     for _, c in ipairs(r.calls) do
       assert.are.equal("network", c.kind, out)
-      assert.truthy(c.message:find("Could not resolve host: missing.test", 1, true), out)
+      assert.truthy(c.message:find("could not resolve the host name missing.test", 1, true), out)
       assert(c.at < 1000, "call ended at " .. c.at .. " ms:\n" .. out)
     end
     assert.are.equal(1, r.lookups["missing.test"], out)

@@ -73,10 +73,14 @@ function M.run(args, env)
   local line_of = {}          -- person id -> line (to place Customer.io's refusals)
   local failures = {}         -- {line, reason}
   local q = customerio.Queue.new(track, {
-    on_error = function(op, e)
-      local ids = type(op) == "table" and op.identifiers
-      local id = ids and (ids.id or ids.email or ids.cio_id)
-      failures[#failures + 1] = { line = id and line_of[tostring(id)], reason = clean(e.message or e), id = id }
+    -- Once per failed batch: its operations, and each one's error in e.op_errors (a 207).
+    on_error = function(ops, e)
+      for i, op in ipairs(ops) do
+        local oe = e.op_errors and e.op_errors[i] or e
+        local ids = type(op) == "table" and op.identifiers
+        local id = ids and (ids.id or ids.email or ids.cio_id)
+        failures[#failures + 1] = { line = id and line_of[tostring(id)], reason = clean(oe.message or oe), id = id }
+      end
     end,
   })
   local tty = env.isatty
@@ -114,10 +118,10 @@ function M.run(args, env)
     p.rejected = #rejected
     if i % 100 == 0 then draw() end
   end
-  repeat
-    local done = q:flush(200)
+  repeat -- until nothing is pending ("failed": all finished, some reported to on_error)
+    local done, flush_err = q:flush(200)
     draw()
-  until done
+  until done or flush_err.kind ~= "timeout"
   q:close()
   draw(true)
   if tty then env.stderr:write("\n") end
