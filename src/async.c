@@ -565,6 +565,12 @@ static void async_drive(lua_State *L, async_multi *m, double until) {
 static void async_wait(async_multi *m, double ms) {
   async_transfer *t;
   double now = async_now();
+  long next = -1;
+  /* libcurl's own view of its next timer, in case a change was not signalled; and a cap, so
+   * that a missed wake-up costs at most that much of a blocking poll. */
+  if (curl_multi_timeout(m->multi, &next) == CURLM_OK && next >= 0 && (m->timer_at < 0 || now + (double)next < m->timer_at))
+    m->timer_at = now + (double)next;
+  if (ms > 50 && m->n_active > 0) ms = 50;
   if (m->timer_at >= 0 && m->timer_at - now < ms) ms = m->timer_at - now;
   for (t = m->active; t != NULL; t = t->next) {
     if (t->stage == ASYNC_RESOLVING && ms > 5) ms = 5; /* lookups have no socket to wait on */
