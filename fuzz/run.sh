@@ -16,7 +16,7 @@ OUT=$ROOT/build/fuzz
 CC=${FUZZ_CC:-clang}
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 JOBS=${FUZZ_JOBS:-1}
-ALL="json_decode json_encode uri_encode error_body liquid"
+ALL="json_decode json_encode uri_encode error_body liquid response"
 [ $# -gt 0 ] || set -- $ALL
 
 if ! command -v "$CC" >/dev/null 2>&1; then
@@ -24,7 +24,7 @@ if ! command -v "$CC" >/dev/null 2>&1; then
     exit 2
 fi
 mkdir -p "$OUT/artifacts"
-PKGS="lua5.4 libcurl libcjson libcrypto"
+PKGS="lua5.4 libcurl libcjson libcrypto zlib"  # zlib: fuzz/response.c
 CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="$CFLAGS -std=c99 -D_GNU_SOURCE -DCIO_ROOT=\"$ROOT\" -Isrc $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS) -lpthread -lm"
