@@ -5,22 +5,8 @@ local sandbox_http = require("support.sandbox_http")
 
 local interpreter = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local shell = require("tools.shell")
+local q, read, write = shell.q, shell.read_file, shell.write_file
 
 local function lines(s)
   local out = {}

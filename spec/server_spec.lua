@@ -2,23 +2,8 @@
 
 local server = require("support.server")
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local shell = require("tools.shell")
+local q, read_file, write_file = shell.q, shell.read_file, shell.write_file
 
 -- Runs curl with `args` (a string of shell words). Returns
 -- {exit, status, headers = {lower-case name = value}, body, time (seconds), stderr}.

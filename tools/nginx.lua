@@ -52,63 +52,16 @@ local function env(...)
   end
 end
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function run(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(data))
-  f:close()
-end
-
-local function sleep(seconds)
-  run("sleep " .. seconds)
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+-- Loaded by its path next to this file: the command line runs without the specs' LUA_PATH.
+local shell = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "tools/") .. "shell.lua")
+local q, capture, run, trim = shell.q, shell.capture, shell.run, shell.trim
+local read_file, write_file, sleep, exists = shell.read_file, shell.write_file, shell.sleep, shell.exists
 
 local NGINX = env("CIO_NGINX", "CIO_TEST_NGINX") or (exists("/usr/sbin/nginx") and "/usr/sbin/nginx") or "nginx"
 local MODULES = env("CIO_NGINX_MODULES", "CIO_TEST_NGINX_MODULES") or "/usr/lib/nginx/modules"
 
 -- The repository: this file is tools/nginx.lua.
-local ROOT = (function()
-  local src = debug.getinfo(1, "S").source
-  local file = src:sub(1, 1) == "@" and src:sub(2) or "tools/nginx.lua"
-  local dir = file:match("^(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then dir = trim(capture("pwd")) .. "/" .. dir end
-  dir = dir:gsub("/%./", "/"):gsub("/%.$", "")
-  return (dir:gsub("/tools$", ""))
-end)()
+local ROOT = shell.script_dir("tools/nginx.lua"):gsub("/tools$", "")
 nginx.root, nginx.modules, nginx.bin = ROOT, MODULES, NGINX
 
 -- Live instances, kept in the registry: busted's insulation drops modules from package.loaded

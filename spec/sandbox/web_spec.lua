@@ -24,17 +24,8 @@ if not chromium then
   return
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shell = require("tools.shell")
+local read, shell_quote = shell.read_file, shell.q
 
 -- Where the scenario's expected failure is: the line and column of trigger.reset_url in the body.
 local function position_of(source, needle)

@@ -76,56 +76,13 @@ local IS_MAIN = type(arg) == "table" and type(arg[0]) == "string"
 
 local REGISTRY_KEY = "lua-customerio.spec.support.server"
 
--- Small shell helpers -------------------------------------------------------------------------
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function run(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(data))
-  f:close()
-end
-
-local function sleep(seconds)
-  run("sleep " .. seconds)
-end
-
--- Where this file lives: the config template, the handler and json.lua are next to it.
-local SUPPORT = (function()
-  local src = debug.getinfo(1, "S").source
-  local file = src:sub(1, 1) == "@" and src:sub(2) or "spec/support/server.lua"
-  local dir = file:match("^(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then dir = trim(capture("pwd")) .. "/" .. dir end
-  dir = dir:gsub("/%./", "/"):gsub("/%.$", "")
-  return dir
-end)()
+-- Where this file lives: the config template, the handler and json.lua are next to it. The
+-- shell helpers are loaded by their path: the command line runs without the specs' LUA_PATH.
+local here = debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "spec/support/"
+local shell = dofile(here .. "../../tools/shell.lua")
+local q, capture, run, trim = shell.q, shell.capture, shell.run, shell.trim
+local read_file, write_file, sleep = shell.read_file, shell.write_file, shell.sleep
+local SUPPORT = shell.script_dir("spec/support/server.lua")
 
 local json = dofile(SUPPORT .. "/json.lua")
 local nginx = dofile(SUPPORT:gsub("/spec/support$", "") .. "/tools/nginx.lua")

@@ -17,49 +17,11 @@ local launch = {}
 
 local nginx = require("tools.nginx")
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell = require("tools.shell")
+local q, capture, run, trim = shell.q, shell.capture, shell.run, shell.trim
+local read_file, write_file = shell.read_file, shell.write_file
 
-local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function run(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(data))
-  f:close()
-end
-
-local APP = (function()
-  local src = debug.getinfo(1, "S").source
-  local file = src:sub(1, 1) == "@" and src:sub(2) or "spec/support/ngx_app/launch.lua"
-  local dir = file:match("^(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then dir = trim(capture("pwd")) .. "/" .. dir end
-  dir = dir:gsub("/%./", "/"):gsub("/%.$", "")
-  return dir
-end)()
+local APP = shell.script_dir("spec/support/ngx_app/launch.lua")
 local REPO = APP:gsub("/spec/support/ngx_app$", "")
 launch.repo, launch.app_dir = REPO, APP
 
