@@ -20,9 +20,8 @@ local BUDGET = 2
 local SANITIZED = os.getenv("ASAN_OPTIONS") ~= nil
 local BLOCKED_MS = SANITIZED and 1000 or 250
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell = require("tools.shell")
+local shell_quote = shell.q
 
 local function interpreter()
   if type(jit) == "table" then return "luajit" end
@@ -35,21 +34,43 @@ local function port()
   return assert(server.url():match(":(%d+)$"), "server URL without a port")
 end
 
+-- The set-up every child process needs, registered in the calling describe block: a temporary
+-- directory holding the getaddrinfo shim built from spec/support/stall_dns.c; and a fresh
+-- test server before each case.
+local function use_stall_shim()
+  setup(function()
+    tmpdir = shell.trim(shell.capture("mktemp -d /tmp/cio-pollspec.XXXXXX"))
+    assert(tmpdir:match("^/"), "mktemp -d failed")
+    shim = tmpdir .. "/stall_dns.so"
+    assert(shell.run("cc -shared -fPIC -o " .. shell_quote(shim) .. " spec/support/stall_dns.c -ldl"),
+      "cannot build the getaddrinfo shim")
+  end)
+
+  teardown(function()
+    if tmpdir then shell.run("rm -rf " .. shell_quote(tmpdir)) end
+    tmpdir, shim = nil, nil
+  end)
+
+  before_each(function() server.reset() end)
+end
+
+-- The environment of a child interpreter: `vars` (NAME=value words), the shim preloaded (after
+-- a sanitizer runtime already preloaded by make check-memory, never instead of it) and this
+-- process's LUA_PATH and LUA_CPATH.
+local function child_env(vars)
+  return vars .. " LD_PRELOAD=" .. shell_quote(((os.getenv("LD_PRELOAD") or "") .. " " .. shim):gsub("^ ", "")) ..
+    " LUA_PATH=" .. shell_quote(package.path) .. " LUA_CPATH=" .. shell_quote(package.cpath)
+end
+
 -- Run the probe; returns {fire, polls = {n, max, p99, median, over}, cpu = {...}, calls, lookups}.
 local function probe(host, calls, timeout)
   local log = tmpdir .. "/dns.log"
   os.remove(log)
-  local env = "CIO_STALL_DNS_HOSTS=stall.test CIO_STALL_DNS_SECONDS=3 CIO_FAIL_DNS_HOSTS=missing.test" ..
-    " CIO_STALL_DNS_LOG=" .. shell_quote(log) ..
-    -- after a sanitizer runtime already preloaded (make check-memory), never instead of it
-    " LD_PRELOAD=" .. shell_quote(((os.getenv("LD_PRELOAD") or "") .. " " .. shim):gsub("^ ", "")) ..
-    " LUA_PATH=" .. shell_quote(package.path) .. " LUA_CPATH=" .. shell_quote(package.cpath)
+  local env = child_env("CIO_STALL_DNS_HOSTS=stall.test CIO_STALL_DNS_SECONDS=3 CIO_FAIL_DNS_HOSTS=missing.test" ..
+    " CIO_STALL_DNS_LOG=" .. shell_quote(log))
   local url = "http://" .. host .. ":" .. port() .. "/api/v1"
-  local cmd = env .. " " .. interpreter() .. " bench/async/poll.lua " .. shell_quote(url) .. " " .. calls .. " " ..
-    timeout .. " " .. BUDGET .. " 0 2>&1"
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
+  local out = shell.capture(env .. " " .. interpreter() .. " bench/async/poll.lua " .. shell_quote(url) .. " " ..
+    calls .. " " .. timeout .. " " .. BUDGET .. " 0 2>&1")
   local r = { calls = {}, lookups = {} }
   for line in out:gmatch("[^\n]+") do
     local word, rest = line:match("^(%a+) (.*)$")
@@ -82,20 +103,7 @@ local function assert_within_budget(r, out)
 end
 
 describe("customerio.poll(0) under faults", function()
-  setup(function()
-    local p = assert(io.popen("mktemp -d /tmp/cio-pollspec.XXXXXX"))
-    tmpdir = p:read("*l")
-    p:close()
-    shim = tmpdir .. "/stall_dns.so"
-    local ok = os.execute("cc -shared -fPIC -o " .. shell_quote(shim) .. " spec/support/stall_dns.c -ldl")
-    assert(ok == true or ok == 0, "cannot build the getaddrinfo shim")
-  end)
-
-  teardown(function()
-    if tmpdir then os.execute("rm -rf " .. shell_quote(tmpdir)) end
-  end)
-
-  before_each(function() server.reset() end)
+  use_stall_shim()
 
   it("50 calls to a name whose lookup stalls 3 s: polls never block, calls fail at their 1 s timeout", function()
     local r, out = probe("stall.test", 50, 1000)
@@ -217,33 +225,15 @@ describe("customerio.Queue under a stalled resolver", function()
 
   local function run_queue(stall_seconds, close_ms)
     local url = "http://stall.test:" .. port() .. "/api/v1"
-    local cmd = "CIO_STALL_DNS_HOSTS=stall.test CIO_STALL_DNS_SECONDS=" .. stall_seconds ..
-      " LD_PRELOAD=" .. shell_quote(((os.getenv("LD_PRELOAD") or "") .. " " .. shim):gsub("^ ", "")) ..
-      " LUA_PATH=" .. shell_quote(package.path) .. " LUA_CPATH=" .. shell_quote(package.cpath) ..
-      " CIO_Q_URL=" .. shell_quote(url) .. " CIO_Q_CLOSE_MS=" .. close_ms ..
-      " " .. interpreter() .. " -e " .. shell_quote(QUEUE_CHILD) .. " 2>&1"
-    local p = assert(io.popen(cmd, "r"))
-    local out = p:read("*a")
-    p:close()
+    local env = child_env("CIO_STALL_DNS_HOSTS=stall.test CIO_STALL_DNS_SECONDS=" .. stall_seconds ..
+      " CIO_Q_URL=" .. shell_quote(url) .. " CIO_Q_CLOSE_MS=" .. close_ms)
+    local out = shell.capture(env .. " " .. interpreter() .. " -e " .. shell_quote(QUEUE_CHILD) .. " 2>&1")
     local ok, ms = out:match("close (%a+) ([%d.]+)")
     assert(ok, "no result from the child: " .. out)
     return ok == "true", tonumber(ms), out
   end
 
-  setup(function()
-    local p = assert(io.popen("mktemp -d /tmp/cio-pollspec.XXXXXX"))
-    tmpdir = p:read("*l")
-    p:close()
-    shim = tmpdir .. "/stall_dns.so"
-    local ok = os.execute("cc -shared -fPIC -o " .. shell_quote(shim) .. " spec/support/stall_dns.c -ldl")
-    assert(ok == true or ok == 0, "cannot build the getaddrinfo shim")
-  end)
-
-  teardown(function()
-    if tmpdir then os.execute("rm -rf " .. shell_quote(tmpdir)) end
-  end)
-
-  before_each(function() server.reset() end)
+  use_stall_shim()
 
   it("close(300) returns after about 300 ms while the lookup stalls 3 s", function()
     local ok, ms, out = run_queue(3, 300)
