@@ -23,11 +23,6 @@ local BLOCKED_MS = SANITIZED and 1000 or 250
 local shell = require("tools.shell")
 local shell_quote = shell.q
 
-local function interpreter()
-  if type(jit) == "table" then return "luajit" end
-  return "lua" .. _VERSION:match("%d+%.%d+")
-end
-
 local tmpdir, shim
 
 local function port()
@@ -69,7 +64,7 @@ local function probe(host, calls, timeout)
   local env = child_env("CIO_STALL_DNS_HOSTS=stall.test CIO_STALL_DNS_SECONDS=3 CIO_FAIL_DNS_HOSTS=missing.test" ..
     " CIO_STALL_DNS_LOG=" .. shell_quote(log))
   local url = "http://" .. host .. ":" .. port() .. "/api/v1"
-  local out = shell.capture(env .. " " .. interpreter() .. " bench/async/poll.lua " .. shell_quote(url) .. " " ..
+  local out = shell.capture(env .. " " .. shell.interpreter() .. " bench/async/poll.lua " .. shell_quote(url) .. " " ..
     calls .. " " .. timeout .. " " .. BUDGET .. " 0 2>&1")
   local r = { calls = {}, lookups = {} }
   for line in out:gmatch("[^\n]+") do
@@ -227,7 +222,7 @@ describe("customerio.Queue under a stalled resolver", function()
     local url = "http://stall.test:" .. port() .. "/api/v1"
     local env = child_env("CIO_STALL_DNS_HOSTS=stall.test CIO_STALL_DNS_SECONDS=" .. stall_seconds ..
       " CIO_Q_URL=" .. shell_quote(url) .. " CIO_Q_CLOSE_MS=" .. close_ms)
-    local out = shell.capture(env .. " " .. interpreter() .. " -e " .. shell_quote(QUEUE_CHILD) .. " 2>&1")
+    local out = shell.capture(env .. " " .. shell.interpreter() .. " -e " .. shell_quote(QUEUE_CHILD) .. " 2>&1")
     local ok, ms = out:match("close (%a+) ([%d.]+)")
     assert(ok, "no result from the child: " .. out)
     return ok == "true", tonumber(ms), out

@@ -3,9 +3,8 @@
 local cli = require("customerio.cli")
 local sandbox_http = require("support.sandbox_http")
 
-local interpreter = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
-
 local shell = require("tools.shell")
+local interpreter = shell.interpreter()
 local q, read, write = shell.q, shell.read_file, shell.write_file
 
 local function lines(s)

@@ -6,23 +6,11 @@ local server = require("support.server")
 local VERSION = (type(jit) == "table" and "luajit") or _VERSION:match("%d+%.%d+")
 local BUILD = "build/" .. VERSION
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- Runs a shell command; returns ok, combined output.
-local function sh(cmd)
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"::status=$?\"", "r"))
-  local out = p:read("*a")
-  p:close()
-  local status = tonumber(out:match("::status=(%d+)%s*$"))
-  out = out:gsub("::status=%d+%s*$", "")
-  return status == 0, out, status
-end
+local shell = require("tools.shell")
+local q, sh = shell.q, shell.sh
 
 local function root()
-  local _, out = sh("pwd")
-  return (out:gsub("%s+$", ""))
+  return shell.trim(shell.capture("pwd"))
 end
 
 describe("static library (make static) on " .. VERSION, function()

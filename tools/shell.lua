@@ -21,6 +21,21 @@ function shell.capture(cmd)
   return out
 end
 
+--- Runs `cmd` through sh, its stderr joined to its stdout; returns whether it exited with
+-- status 0, the output, and the exit status.
+function shell.sh(cmd)
+  local out = shell.capture("(" .. cmd .. ") 2>&1; echo \"::status=$?\"")
+  local status = tonumber(out:match("::status=(%d+)%s*$"))
+  return status == 0, (out:gsub("::status=%d+%s*$", "")), status
+end
+
+--- The command of the interpreter running this code ("luajit", "lua5.4" ...), for child
+-- processes that must load the same C core.
+function shell.interpreter()
+  if type(jit) == "table" then return "luajit" end
+  return "lua" .. _VERSION:match("%d+%.%d+")
+end
+
 --- Runs `cmd` through sh; true when it exited with status 0 (os.execute's return differs
 -- between 5.1/LuaJIT without 5.2 compatibility and 5.2+).
 function shell.run(cmd)

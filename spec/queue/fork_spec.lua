@@ -4,20 +4,10 @@
 -- unaffected. Lua has no fork(): spec/support/fork_host.c is a small interpreter that has one.
 local server = require("support.server")
 
-local VERSION = (type(jit) == "table" and "luajit") or _VERSION:match("%d+%.%d+")
-local PC = VERSION == "luajit" and "luajit" or "lua" .. VERSION
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function sh(cmd)
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"::status=$?\"", "r"))
-  local out = p:read("*a")
-  p:close()
-  local status = tonumber(out:match("::status=(%d+)%s*$"))
-  return status == 0, (out:gsub("::status=%d+%s*$", ""))
-end
+local shell = require("tools.shell")
+local q, sh = shell.q, shell.sh
+-- The pkg-config name of the running interpreter's library is its command's name.
+local PC = shell.interpreter()
 
 local SCRIPT = [[
 local customerio = require("customerio")

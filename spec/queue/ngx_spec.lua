@@ -7,16 +7,8 @@ local core = require("customerio.core")
 
 local nginx = require("tools.nginx")
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell = require("tools.shell")
+local q = shell.q
 
 local APP = [==[
 local M = {}
@@ -160,7 +152,7 @@ local function start(workers)
 end
 
 local function get(app, path)
-  local body = sh("curl -q -s --noproxy '*' --max-time 30 " .. q(app.url .. path))
+  local body = shell.capture("curl -q -s --noproxy '*' --max-time 30 " .. q(app.url .. path) .. " 2>&1")
   return core.json_decode(body) or error("bad reply from " .. path .. ": " .. body)
 end
 
@@ -322,7 +314,7 @@ describe_ngx("customerio.queue.ngx stats across workers", function()
       for _ = 1, 200 do
         st = get(app, "/stats")
         if st.stats.all.sent == 202 then break end
-        sh("sleep 0.05")
+        shell.sleep(0.05)
       end
       local all, own = st.stats.all, st.stats
       assert.are.equal(202, all.enqueued)

@@ -58,24 +58,16 @@ local function adds_up(s)
   assert.are.equal(s.enqueued, s.sent + s.failed + s.queued + s.in_flight)
 end
 
--- The interpreter running this spec, for child processes.
-local function interpreter()
-  if type(jit) == "table" then return "luajit" end
-  return "lua" .. _VERSION:match("%d+%.%d+")
-end
+local shell = require("tools.shell")
+local shell_quote = shell.q
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
+-- Runs `code` in a child interpreter (the one running this spec); returns its output and its
+-- exit status.
 local function run_child(code)
-  local cmd = "LUA_PATH=" .. shell_quote(package.path) .. " LUA_CPATH=" .. shell_quote(package.cpath) ..
-    " CIO_TEST_URL=" .. shell_quote(server.url()) .. " " .. interpreter() .. " -e " .. shell_quote(code) ..
-    " 2>&1; echo \"exit status $?\""
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out, tonumber(out:match("exit status (%d+)%s*$"))
+  local _, out, status = shell.sh("LUA_PATH=" .. shell_quote(package.path) .. " LUA_CPATH=" ..
+    shell_quote(package.cpath) .. " CIO_TEST_URL=" .. shell_quote(server.url()) .. " " .. shell.interpreter() ..
+    " -e " .. shell_quote(code))
+  return out, status
 end
 
 describe("customerio.Queue", function()
