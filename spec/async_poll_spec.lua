@@ -97,17 +97,22 @@ local function assert_within_budget(r, out)
   assert(r.polls.max < BLOCKED_MS, "a poll blocked:\n" .. out)
 end
 
+-- Every one of the n calls failed with "timeout" at its 1 s timeout: the timeout counts from
+-- the call, so never early; and long before a 3 s stall or a 4 s delay ends.
+local function assert_timed_out(r, out, n)
+  assert.are.equal(n, #r.calls, out)
+  for _, c in ipairs(r.calls) do
+    assert.are.equal("timeout", c.kind, out)
+    assert(c.at >= 1000 and c.at < 2500, "call ended at " .. c.at .. " ms:\n" .. out)
+  end
+end
+
 describe("customerio.poll(0) under faults", function()
   use_stall_shim()
 
   it("50 calls to a name whose lookup stalls 3 s: polls never block, calls fail at their 1 s timeout", function()
     local r, out = probe("stall.test", 50, 1000)
-    assert.are.equal(50, #r.calls, out)
-    for _, c in ipairs(r.calls) do
-      assert.are.equal("timeout", c.kind, out)
-      -- the timeout counts from the call, so never early; and long before the stall ends
-      assert(c.at >= 1000 and c.at < 2500, "call ended at " .. c.at .. " ms:\n" .. out)
-    end
+    assert_timed_out(r, out, 50)
     assert_within_budget(r, out)
     -- one lookup for all 50 calls, and none of them reached the server
     assert.are.equal(1, r.lookups["stall.test"], out)
@@ -117,11 +122,7 @@ describe("customerio.poll(0) under faults", function()
   it("50 calls to a server that accepts and never answers: each fails at its timeout", function()
     server.respond_many(50, { delay = 4000 })
     local r, out = probe("quiet.test", 50, 1000)
-    assert.are.equal(50, #r.calls, out)
-    for _, c in ipairs(r.calls) do
-      assert.are.equal("timeout", c.kind, out)
-      assert(c.at >= 1000 and c.at < 2500, "call ended at " .. c.at .. " ms:\n" .. out)
-    end
+    assert_timed_out(r, out, 50)
     assert_within_budget(r, out)
     assert.are.equal(1, r.lookups["quiet.test"], out)
   end)
