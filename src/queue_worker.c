@@ -96,8 +96,7 @@ typedef struct queue_batch {
 
 /* Operations the worker could not deliver, waiting for Lua's poll(). */
 typedef struct {
-  char *data;
-  size_t len, cap;
+  cio_buffer buf;
   int truncated;
 } queue_buf;
 
@@ -191,27 +190,17 @@ static double queue_random(queue_state *q) {
   return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
 }
 
+/* Appends up to `limit` bytes in all; what is cut off (or cannot be stored) marks it truncated. */
 static int queue_buf_append(queue_buf *b, const char *p, size_t n, size_t limit) {
-  if (b->len + n > limit) {
+  if (b->buf.len + n > limit) {
     b->truncated = 1;
-    n = limit > b->len ? limit - b->len : 0;
+    n = limit > b->buf.len ? limit - b->buf.len : 0;
     if (n == 0) return 0;
   }
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    char *grown;
-    while (cap < b->len + n + 1) cap *= 2;
-    grown = (char *)realloc(b->data, cap);
-    if (grown == NULL) {
-      b->truncated = 1;
-      return -1;
-    }
-    b->data = grown;
-    b->cap = cap;
+  if (cio_buffer_append(&b->buf, p, n) != 0) {
+    b->truncated = 1;
+    return -1;
   }
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-  b->data[b->len] = '\0';
   return 0;
 }
 
@@ -368,9 +357,9 @@ static queue_report *queue_report_new(const char *kind, long status, int attempt
   r->status = status;
   r->attempts = attempts;
   if (message != NULL && message[0] != '\0') r->message = queue_strdup(message, strlen(message));
-  if (resp != NULL && resp->len > 0) {
-    r->body = queue_strdup(resp->data, resp->len);
-    if (r->body != NULL) r->body_len = resp->len;
+  if (resp != NULL && resp->buf.len > 0) {
+    r->body = queue_strdup(resp->buf.data, resp->buf.len);
+    if (r->body != NULL) r->body_len = resp->buf.len;
   }
   return r;
 }
@@ -428,7 +417,7 @@ static queue_report *queue_report_op(queue_batch *b, size_t i, cJSON *entries, i
 
 /* 207: split the rejected operations (by batch_index) from the accepted ones. */
 static void queue_partial(queue_state *q, queue_batch *b, const queue_slot *s, long status) {
-  cJSON *root = s->resp.truncated ? NULL : cJSON_ParseWithLength(s->resp.data ? s->resp.data : "", s->resp.len);
+  cJSON *root = s->resp.truncated ? NULL : cJSON_ParseWithLength(s->resp.buf.data ? s->resp.buf.data : "", s->resp.buf.len);
   cJSON *errs = root ? cJSON_GetObjectItemCaseSensitive(root, "errors") : NULL;
   unsigned char *bad = NULL;
   size_t i, nbad = 0;
@@ -550,9 +539,7 @@ static void queue_slot_release(queue_slot *s) {
   s->retry_headers = NULL;
   curl_slist_free_all(s->resolve);
   s->resolve = NULL;
-  free(s->resp.data);
-  s->resp.data = NULL;
-  s->resp.len = s->resp.cap = 0;
+  cio_buffer_free(&s->resp.buf);
 }
 
 /* Start sending batch b on slot s. Returns 0, or -1 (the batch is left to the caller). */
@@ -573,7 +560,7 @@ static int queue_slot_start(queue_state *q, queue_slot *s, queue_batch *b) {
     if (headers == NULL) return -1;
     s->retry_headers = headers;
   }
-  s->resp.len = 0;
+  s->resp.buf.len = 0;
   s->resp.truncated = 0;
   s->retry_after[0] = '\0';
   curl_slist_free_all(s->resolve);

@@ -357,6 +357,18 @@ describe("customerio.Queue", function()
     q:close()
   end)
 
+  it("keeps the first 1 MiB of a longer error body in the report", function()
+    server.respond({ status = 400, body_size = 3 * 1024 * 1024 + 7, body_char = "e" })
+    local got
+    local q = new_queue({ flush_interval = 0, on_error = function(_, err) got = err end })
+    assert.is_true(q:identify("a"))
+    assert.is_nil(q:flush(10000))
+    assert.are.equal(400, got.status)
+    assert.are.equal(1024 * 1024, #got.body)
+    assert.are.equal(string.rep("e", 1024 * 1024), got.body)
+    q:close()
+  end)
+
   it("flush times out with nil, err and delivers later", function()
     server.respond({ status = 200, delay = 600 })
     local q = new_queue({ flush_interval = 60000 })
