@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "compat.h"
 
@@ -47,6 +48,19 @@ static inline int json_word_special(uint64_t x) {
   t |= (q - JSON_ONES) & ~q;
   t |= (s - JSON_ONES) & ~s;
   return ((t | x) & JSON_HIGHS) != 0;
+}
+
+/* The end of the plain run of string bytes at p: the first quote, backslash, control or
+ * non-ASCII byte (json_class != 0), or end. Eight bytes at a time while it can. */
+static inline const unsigned char *json_plain_end(const unsigned char *p, const unsigned char *end) {
+  while (end - p >= 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    if (json_word_special(x)) break;
+    p += 8;
+  }
+  while (p < end && json_class[*p] == 0) p++;
+  return p;
 }
 
 /* Length of the valid UTF-8 sequence at p (2..4), 0 if invalid. Strict: no overlongs, no

@@ -201,13 +201,7 @@ static const char *json_d_escaped(json_dec *d, const char *open, const char *s, 
     /* the plain run up to the next escape or the closing quote */
     run = u;
     for (;;) {
-      while (end - u >= 8) {
-        uint64_t x;
-        memcpy(&x, u, 8);
-        if (json_word_special(x)) break;
-        u += 8;
-      }
-      while (u < end && json_class[*u] == 0) u++;
+      u = json_plain_end(u, end);
       if (u >= end) return json_d_fail(d, JSON_D_INVALID, open, "unterminated string");
       c = *u;
       if (c < 0x80) break;
@@ -233,13 +227,7 @@ static const char *json_d_string(json_dec *d, const char *p) {
   const unsigned char *end = (const unsigned char *)d->end, *s = (const unsigned char *)p + 1, *u = s;
   unsigned c;
   for (;;) {
-    while (end - u >= 8) {
-      uint64_t x;
-      memcpy(&x, u, 8);
-      if (json_word_special(x)) break;
-      u += 8;
-    }
-    while (u < end && json_class[*u] == 0) u++;
+    u = json_plain_end(u, end);
     if (u >= end) return json_d_fail(d, JSON_D_INVALID, p, "unterminated string");
     c = *u;
     if (c == '"') {

@@ -379,13 +379,7 @@ static int json_put_string(json_enc *e, const char *str, size_t len, int at, int
   *o++ = '"';
   for (;;) {
     unsigned char c;
-    while (end - p >= 8) {
-      uint64_t x;
-      memcpy(&x, p, 8);
-      if (json_word_special(x)) break;
-      p += 8;
-    }
-    while (p < end && json_class[*p] == 0) p++;
+    p = json_plain_end(p, end);
     if (p >= end) break;
     c = *p;
     if (json_class[c] == 2) {
