@@ -422,11 +422,12 @@ local function rate_budget(limits, api, path)
     local id = path:match("^/v1/campaigns/([^/]+)/triggers$")
     return "broadcast:" .. id, limits.broadcast_interval, 1,
       "Too many requests: broadcast " .. id .. " can be triggered once every " ..
-      (limits.broadcast_interval / 1000) .. " seconds."
+      string.format("%g", limits.broadcast_interval / 1000) .. " seconds."
   end
   local per_second = limits[api]
-  local message = api == "app" and ("Your request is over the " .. per_second .. "-per-second limit.")
-    or ("Your request is over the " .. per_second .. "-per-second limit of the " ..
+  local n = string.format("%g", per_second)
+  local message = api == "app" and ("Your request is over the " .. n .. "-per-second limit.")
+    or ("Your request is over the " .. n .. "-per-second limit of the " ..
       (api == "track" and "Track API." or "transactional API."))
   return api, 1000 / per_second, math.max(1, math.floor(per_second)), message
 end

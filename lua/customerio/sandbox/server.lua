@@ -35,7 +35,9 @@ local web = require("customerio.sandbox.web")
 
 local M = {}
 
-local sb = sandbox.new()
+-- Rate limits on, as at Customer.io, unless the server was started with them off
+-- (`tools/sandbox --no-rate-limits` sets CIO_SANDBOX_RATE_LIMITS=off; tools/sandbox.conf passes it).
+local sb = sandbox.new({ rate_limits = os.getenv("CIO_SANDBOX_RATE_LIMITS") ~= "off" })
 local faults = {}       -- injected faults, in the order added (see match_fault)
 local fault_serial = 0
 
