@@ -190,6 +190,35 @@ describe("customerio.ratelimit", function()
       assert.are.equal(1, server.count())
     end)
 
+    it("returns a trigger's 429 without Retry-After at once when the interval is over max_wait", function()
+      local c = api(fresh_key(), { broadcast_interval = 5000, max_wait = 1000 })
+      server.respond({ status = 429, body = '{"meta":{"error":"too many"}}', path = "/v1/campaigns/5/triggers" })
+      local started = core.monotonic_ms()
+      local res, err = c:trigger_broadcast(5)
+      assert.is_nil(res)
+      assert.are.equal(429, err.status)
+      assert.are.equal(5000, err.retry_after)
+      assert.are.equal(1, server.count())
+      assert.is_true(core.monotonic_ms() - started < 5000)
+      -- The budget was pushed back: the next trigger is refused without being sent.
+      local _, again = c:trigger_broadcast(5)
+      assert.are.equal("rate_limited", again.kind)
+      assert.are.equal(1, server.count())
+    end)
+
+    it("keeps the general, transactional and broadcast budgets apart", function()
+      local c = api(fresh_key(), { app = 0.001, max_wait = 100 }) -- one App API call per 1000 s
+      assert(c:list_segments())
+      local _, err = c:list_segments()
+      assert.are.equal("rate_limited", err.kind)
+      assert(c:send_email({ to = "a@example.com", identifiers = { id = "1" }, transactional_message_id = "1" }))
+      assert(c:trigger_broadcast(9))
+      assert.are.equal("rate_limited", select(2, c:request("GET", "segments")).kind)
+      assert(c:request("POST", "/send/email", { body = { to = "a@example.com", transactional_message_id = "1",
+        identifiers = { id = "1" } } }))
+      assert.are.equal(4, server.count())
+    end)
+
     it("limits a Track client with rate_limit.track", function()
       local t = customerio.TrackClient.new("site", fresh_key(), { url = server.url() .. "/api/v1",
         rate_limit = { track = 20 } })

@@ -25,6 +25,12 @@
 --
 -- GCRA: T = interval_ms, tau = (burst - 1) * T; tat = max(stored, now);
 -- wait = max(0, tat - tau - now); wait > max_wait: not reserved; else stored = tat + T.
+-- `penalize` returns true, or nil and an error (then the memory backend is penalized instead).
+--
+-- Backend modules are required only when configured: `customerio.ratelimit.shdict`'s
+-- `new(dict_name)` and `customerio.ratelimit.redis`'s `new({ url = "redis://..." })`, each
+-- returning an object with `name`, `reserve` and `penalize` (a constructor raises on a bad
+-- configuration; an unreachable server is reported by `reserve` as `nil, nil, err`).
 -- @module customerio.ratelimit
 local core = require("customerio.core")
 local check = require("customerio.http.check")
