@@ -8,6 +8,7 @@ files["spec"] = { std = "+busted" }
 files["spec/support/ngx_app"] = { std = "+ngx_lua" }
 files["lua/customerio/transport/ngx"] = { globals = { "ngx" } }
 files["lua/customerio/queue/ngx.lua"] = { globals = { "ngx" } }
+files["lua/customerio/ratelimit/shdict.lua"] = { globals = { "ngx" } }
 files["examples/openresty"] = { std = "+ngx_lua" }
 files["spec/support/handler.lua"] = { std = "+ngx_lua" }
 files["bench"] = { std = "+ngx_lua" }

@@ -8,10 +8,13 @@ local null = core.null
 
 -- In-process: the sandbox object is the transport and the control surface.
 local function in_process(opts)
-  local sb = customerio.sandbox.new(opts)
+  local sb = customerio.sandbox.new(opts and { site_id = opts.site_id, api_key = opts.api_key, app_key = opts.app_key,
+    strict_liquid = opts.strict_liquid, rate_limits = opts.rate_limits })
   local h = { name = "in-process" }
   h.track = customerio.TrackClient.new("site", "key", { transport = sb })
-  h.api = customerio.APIClient.new("appkey", { transport = sb })
+  h.sb = sb
+  h.api = customerio.APIClient.new("appkey", { transport = sb, rate_limit = opts and opts.rate_limit,
+    retry = opts and opts.retry })
   h.make_track = function(site, key) return customerio.TrackClient.new(site, key, { transport = sb, retry = false }) end
   local raw = Client.new({ base_url = "https://track.customer.io/api/v1", transport = sb,
     auth = "Basic " .. core.base64_encode("site:key"), retry = false })
@@ -38,10 +41,13 @@ local function over_http(opts)
   call("POST", "reset", {})
   opts = opts or {}
   call("POST", "config", { site_id = opts.site_id, api_key = opts.api_key, app_key = opts.app_key,
-    rate_limits = opts.rate_limits == true, strict_liquid = opts.strict_liquid ~= false })
+    rate_limits = opts.rate_limits or false, strict_liquid = opts.strict_liquid ~= false })
   local h = { name = "over HTTP" }
   h.track = customerio.TrackClient.new("site", "key", { url = base .. "/api/v1", retry = false })
-  h.api = customerio.APIClient.new("appkey", { url = base .. "/v1", retry = false })
+  -- Client-side limits only where a test asks for them: the real clock runs over HTTP.
+  local rate_limit = opts.rate_limit
+  if rate_limit == nil then rate_limit = false end
+  h.api = customerio.APIClient.new("appkey", { url = base .. "/v1", retry = false, rate_limit = rate_limit })
   h.make_track = function(site, key) return customerio.TrackClient.new(site, key, { url = base .. "/api/v1", retry = false }) end
   local raw = Client.new({ base_url = base .. "/api/v1", auth = "Basic " .. core.base64_encode("site:key"), retry = false })
   h.raw = function(method, path, body) return raw:request(method, path, { body = body }) end
@@ -557,19 +563,83 @@ local function behaviours(make)
   end)
 
   describe("limits", function()
-    it("answers 429 over the broadcast rate limit when rate limits are on", function()
-      h = make({ rate_limits = true })
+    local function broadcast_setup()
       h.add_broadcast(1, { segment = 1, template = { subject = "s", body = "b" } })
       h.add_segment({ id = 1, name = "all", filter = { attribute = { field = "email", operator = "exists" } } })
+    end
+
+    it("answers 429 with Retry-After (whole seconds) to a broadcast triggered again within its interval", function()
+      h = make({ rate_limits = { broadcast_interval = 300 }, rate_limit = false, retry = false })
+      broadcast_setup()
       assert(h.api:trigger_broadcast(1, {}))
-      local _, err = h.api:trigger_broadcast(1, {})
+      local res, err = h.api:trigger_broadcast(1, {})
+      assert.is_nil(res)
       assert.are.equal(429, err.status)
+      assert.are.equal("1", err.headers["retry-after"])
+      assert.matches("broadcast 1 can be triggered once every 0.3 seconds", err.message, 1, true)
+    end)
+
+    it("answers 429 with Retry-After over the general App API limit", function()
+      -- 0.01 per second: one request per 100 s, so the second is refused however slow the machine.
+      h = make({ rate_limits = { app = 0.01 }, rate_limit = false, retry = false })
+      assert(h.api:list_segments())
+      local res, err = h.api:list_segments()
+      assert.is_nil(res)
+      assert.are.equal(429, err.status)
+      assert.are.equal("100", err.headers["retry-after"])
+      assert.are.equal("Your request is over the 0.01-per-second limit.", err.message)
+    end)
+
+    it("lets a client that keeps to the interval through (client limits spaced wider than the sandbox's)", function()
+      h = make({ rate_limits = { broadcast_interval = 300 }, rate_limit = { broadcast_interval = 600 } })
+      broadcast_setup()
+      local clock = h.sb and function() return h.sb:clock_ms() end or core.monotonic_ms
+      local t0 = clock()
+      assert(h.api:trigger_broadcast(1, {}))
+      assert(h.api:trigger_broadcast(1, {}))
+      -- The second trigger started no earlier than its slot, 600 ms after the first's.
+      assert.is_true(clock() - t0 >= 600)
+    end)
+
+    it("turns the limits off with rate_limits = false", function()
+      h = make({ rate_limits = false, rate_limit = false })
+      broadcast_setup()
+      for _ = 1, 3 do assert(h.api:trigger_broadcast(1, {})) end
+      for _ = 1, 15 do assert(h.api:list_segments()) end
     end)
   end)
 end
 
 describe("sandbox in-process", function()
   behaviours(in_process)
+
+  it("enforces Customer.io's documented limits by default, with Retry-After", function()
+    local sb = customerio.sandbox.new()
+    local now = 0
+    sb.clock_ms = function() return now end -- time stands still: the 11th call is within the second
+    local api = customerio.APIClient.new("appkey", { transport = sb, rate_limit = false, retry = false })
+    for _ = 1, 10 do assert(api:list_segments()) end
+    local res, err = api:list_segments()
+    assert.is_nil(res)
+    assert.are.equal(429, err.status)
+    assert.are.equal("Your request is over the 10-per-second limit.", err.message)
+    assert.are.equal("1", err.headers["retry-after"])
+    now = 100 -- one slot later, one more call is accepted
+    assert(api:list_segments())
+    assert.is_nil((api:list_segments()))
+  end)
+
+  it("lets a limited client (the default) wait its turn on the sandbox's clock, never refused", function()
+    local sb = customerio.sandbox.new()
+    local api = customerio.APIClient.new("appkey", { transport = sb })
+    sb:add_broadcast(7, { segment = 1 })
+    local t0 = sb:clock_ms()
+    for _ = 1, 25 do assert(api:list_segments()) end
+    for _ = 1, 3 do assert(api:trigger_broadcast(7)) end
+    -- 25 calls at 10/s: the 25th slot is 2.4 s after the first; two more triggers 10 s apart.
+    assert.is_true(sb:clock_ms() - t0 >= 2400 + 20000)
+    for _, r in ipairs(sb.log) do assert.are_not.equal(429, r.status) end
+  end)
 
   it("is a transport: requests take the client's path (JSON errors reach the caller)", function()
     local sb = customerio.sandbox.new()

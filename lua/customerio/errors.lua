@@ -5,8 +5,9 @@
 -- "unknown": whether the request reached the server); for an HTTP status, `code` (and `codes`
 -- when there are several) from Customer.io's error body; for a transport failure `stage` and
 -- `detail` (the transport's own text; `message` words the failure the same way for every
--- transport). Its `tostring` reads well and it concatenates like a string. Bad arguments
--- are not errors of this kind: they raise.
+-- transport); `retry_after` (ms) when a client-side rate limit or a 429 says when to try again
+-- (kinds "rate_limited" and "quota" come from `customerio.http.client`). Its `tostring` reads
+-- well and it concatenates like a string. Bad arguments are not errors of this kind: they raise.
 -- @module customerio.errors
 local errors = {}
 

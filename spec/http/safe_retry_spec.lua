@@ -22,6 +22,7 @@ local function api(opts)
   opts = opts or {}
   return customerio.APIClient.new("appkey_789", {
     url = opts.url or (server.url() .. "/v1"), retry = retry_opts(opts.retry), timeout = opts.timeout,
+    rate_limit = false, -- not about rate limits (spec/ratelimit_spec.lua is)
   })
 end
 

@@ -9,9 +9,11 @@ local server = require("support.server")
 
 local app = {}
 
---- An APIClient against the local test server (retries off); opts are merged in.
+--- An APIClient against the local test server (retries and rate limits off); opts are merged in.
 function app.new_api(opts)
-  local o = { url = server.url() .. "/v1", retry = false }
+  -- Client-side rate limits off: these specs are not about them (spec/ratelimit_spec.lua is),
+  -- and every spec file of a run shares one server, so one budget per key.
+  local o = { url = server.url() .. "/v1", retry = false, rate_limit = false }
   for k, v in pairs(opts or {}) do o[k] = v end
   return customerio.APIClient.new("appkey_789", o)
 end

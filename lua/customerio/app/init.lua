@@ -26,6 +26,7 @@ local Client = require("customerio.http.client")
 local endpoints = require("customerio.app.endpoints")
 local filters = require("customerio.app.filters")
 local multipart = require("customerio.http.multipart")
+local ratelimit = require("customerio.ratelimit")
 local requests = require("customerio.app.requests")
 
 local unpack = table.unpack or unpack
@@ -41,18 +42,23 @@ local M = { APIClient = APIClient }
 -- `url` (the App root, e.g. `"http://127.0.0.1:8080/v1"`; overrides `region`), `timeout` (ms,
 -- default 10000), `connect_timeout` (ms), `retry` (see `customerio.http.retry`, `false` disables),
 -- `headers` (extra headers), `user_agent`, `ca_file`, `transport`, `workspace_id` (sent as
--- `X-Workspace-Id` on the transactional sends, for a service-account token `sa_live_...`)
+-- `X-Workspace-Id` on the transactional sends, for a service-account token `sa_live_...`),
+-- `rate_limit` (default on: `{app = 10, transactional = 100, broadcast_interval = 10000,
+-- burst = 1, max_wait = <timeout>, shared_dict = "name", redis = "redis://..."}`, `false`
+-- turns it off; see `customerio.ratelimit` and docs/app.md, "Rate limits")
 -- @treturn APIClient
 function APIClient.new(app_api_key, opts)
   if check.is_empty(app_api_key) then check.fail("app_api_key is required") end
   if type(app_api_key) ~= "string" then check.fail("app_api_key must be a string") end
   opts = check.optional_table(opts, "opts")
-  Client.check_options(opts, { workspace_id = true })
+  Client.check_options(opts, { workspace_id = true, rate_limit = true })
   local region = Client.region(opts.region)
   local self = setmetatable({}, APIClient)
   self.region = region
+  local root = Client.root(opts, region.api .. "/v1", "app")
   self.client = Client.from_options(opts, {
-    base_url = Client.root(opts, region.api .. "/v1", "app"), auth = "Bearer " .. app_api_key, secrets = { app_api_key },
+    base_url = root, auth = "Bearer " .. app_api_key, secrets = { app_api_key },
+    limiter = ratelimit.limiter(opts, "app", app_api_key, root),
   })
   self.url = self.client.base_url
   local workspace = opts.workspace_id
@@ -81,6 +87,7 @@ local function send(self, class, req)
   req:validate()
   return self.client:request("POST", { "send", requests.channels[class] }, {
     body = req.message, body_name = "message", headers = self.send_headers, idempotent = false,
+    rate = "transactional",
   })
 end
 
@@ -226,8 +233,9 @@ end
 -- @return response
 function APIClient:trigger_broadcast(broadcast_id, data, recipients)
   local body = M.broadcast_body(broadcast_id, data, recipients)
-  local res, err = self.client:request("POST", { "campaigns", check.id(broadcast_id, "broadcast_id"), "triggers" }, {
-    body = body, idempotent = false,
+  local id = check.id(broadcast_id, "broadcast_id")
+  local res, err = self.client:request("POST", { "campaigns", id, "triggers" }, {
+    body = body, idempotent = false, rate = { "broadcast", id },
   })
   if not res and err and err.status == 404 then
     err.message = "broadcast " .. check.id(broadcast_id, "broadcast_id") .. " not found: " .. tostring(err.message)
@@ -410,7 +418,7 @@ local function generated(ep)
     local req = M.build(ep, { ... }, select("#", ...))
     return self.client:request(req.method, req.path, {
       query = req.query, body = req.body, body_name = req.body_name,
-      raw_body = req.raw_body, content_type = req.content_type, idempotent = ep.idempotent,
+      raw_body = req.raw_body, content_type = req.content_type, idempotent = ep.idempotent, rate = "app",
     })
   end
 end
@@ -423,6 +431,25 @@ end
 -- Anything else -----------------------------------------------------------------------------
 
 local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
+
+--- The rate-limit budget of a call made with `APIClient:request`: "transactional" for
+-- `POST send/<channel>`, `{"broadcast", id}` for `POST campaigns/<id>/triggers`, else "app".
+-- @tparam string method upper case
+-- @tparam string|table path
+-- @return budget name (see `customerio.ratelimit`)
+function M.rate_of(method, path)
+  local parts = {}
+  if type(path) == "table" then
+    for i, p in ipairs(path) do parts[i] = tostring(p) end
+  else
+    for seg in path:gsub("[?#].*$", ""):gmatch("[^/]+") do parts[#parts + 1] = seg end
+  end
+  if method == "POST" and #parts == 2 and parts[1] == "send" then return "transactional" end
+  if method == "POST" and #parts == 3 and parts[1] == "campaigns" and parts[3] == "triggers" then
+    return { "broadcast", parts[2] }
+  end
+  return "app"
+end
 
 --- Call any App API endpoint, for what Customer.io adds before this library does.
 --
@@ -452,6 +479,7 @@ function APIClient:request(method, path, opts)
   return self.client:request(method, path, {
     query = opts.query, body = opts.body, raw_body = opts.raw_body,
     content_type = opts.content_type, headers = opts.headers, idempotent = idempotent,
+    rate = M.rate_of(method, path),
   })
 end
 

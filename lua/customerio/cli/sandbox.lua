@@ -6,10 +6,12 @@ local cli = require("customerio.cli")
 local M = {}
 
 M.HELP = [[
-usage: customerio sandbox [--port PORT]
+usage: customerio sandbox [--port PORT] [--no-rate-limits]
 
 Start the Customer.io sandbox on 127.0.0.1:PORT (default 8180) in the foreground and print
 its URLs: the web inbox, the Track and App API roots, the control API (docs/sandbox.md).
+It answers 429 with Retry-After over Customer.io's documented rate limits unless
+--no-rate-limits is given.
 Ctrl-C stops it. Needs nginx with the Lua module (Debian: nginx, libnginx-mod-http-lua) and a
 source checkout of lua-customerio (tools/sandbox); from one, `make sandbox` does the same.
 ]]
@@ -26,7 +28,7 @@ end
 
 --- Run `customerio sandbox`.
 function M.run(args, env)
-  local opts = cli.parse(args, { port = "number" })
+  local opts = cli.parse(args, { port = "number", ["no-rate-limits"] = "boolean" })
   if opts.help then env.stdout:write(M.HELP); return 0 end
   if opts[1] then cli.usage_error("unexpected argument " .. opts[1]) end
   local port = opts.port or 8180
@@ -37,7 +39,8 @@ function M.run(args, env)
       "(make sandbox)\n")
     return 1
   end
-  local a, _, c = os.execute(string.format("sh '%s' %d", script:gsub("'", "'\\''"), port))
+  local a, _, c = os.execute(string.format("sh '%s' %s%d", script:gsub("'", "'\\''"),
+    opts["no-rate-limits"] and "--no-rate-limits " or "", port))
   return (a == true or a == 0 or c == 0) and 0 or 1
 end
 

@@ -110,6 +110,10 @@ function M.new(opts)
     check.fail("max_response_values must be an integer from 1 to 2147483647")
   end
   self.max_response_values = max_values or DEFAULT_MAX_VALUES
+  -- Client-side rate limiting (customerio.ratelimit): built by the API client, which knows
+  -- the credential and the budgets; nil when off.
+  self.limiter = opts.limiter
+  self.max_wait = opts.limiter and (opts.limiter.config.max_wait or self.timeout)
   if opts.auth then self.secrets[#self.secrets + 1] = opts.auth end
   if opts.transport ~= nil then
     if type(opts.transport) ~= "table" and type(opts.transport) ~= "userdata" then
@@ -210,7 +214,8 @@ end
 
 --- The request path of an API client, from its options.
 -- @tparam table opts the client's options (`timeout`, `retry`, `headers`, ...)
--- @tparam table fields `base_url`, `auth`, `secrets`, and `headers` to use instead of opts.headers
+-- @tparam table fields `base_url`, `auth`, `secrets`, `headers` to use instead of opts.headers,
+-- `limiter` (a `customerio.ratelimit` limiter)
 -- @return client
 function M.from_options(opts, fields)
   return M.new({
@@ -227,6 +232,7 @@ function M.from_options(opts, fields)
     max_response = opts.max_response,
     max_response_values = opts.max_response_values,
     debug = opts.debug,
+    limiter = fields.limiter,
   })
 end
 
@@ -245,8 +251,9 @@ end
 -- @tparam table|string path segments (encoded) or a raw path
 -- @tparam[opt] table o `query`, `body`, `body_name`, `raw_body`, `base`, `headers`, `content_type`,
 -- `idempotent` (default true; false for a call that must not be repeated: see
--- `customerio.http.retry.replay_allowed`)
--- @treturn table `{method, url, headers, body, idempotent}`
+-- `customerio.http.retry.replay_allowed`), `rate` (the rate-limit budget of the call: "app",
+-- "transactional", "track" or `{"broadcast", id}`; see `customerio.ratelimit`)
+-- @treturn table `{method, url, headers, body, idempotent, rate}`
 function Client:build(method, path, o)
   o = o or {}
   local headers = {}
@@ -266,6 +273,7 @@ function Client:build(method, path, o)
     headers = headers,
     body = body,
     idempotent = o.idempotent ~= false,
+    rate = o.rate,
   }
 end
 
@@ -347,6 +355,50 @@ local function failure(self, req, current, attempts, e)
   return nil, errors.redact(errors.new(e), self.secrets)
 end
 
+local function sleep(transport, ms)
+  if transport.sleep then transport:sleep(ms) else core.sleep_ms(ms) end
+end
+
+-- Words of a 429 body that mark a daily quota rather than a rate. Customer.io documents no
+-- body for it (nor a Retry-After): a 429 without Retry-After whose body speaks of a limit (or
+-- quota) per day is taken for one, and is not retried.
+local QUOTA_WORDS = { "%f[%a]daily%f[%A]", "%f[%a]per day%f[%A]", "%f[%a]a day%f[%A]", "%f[%a]each day%f[%A]",
+  "/day%f[%A]", "%f[%a]24 hours%f[%A]" }
+
+--- Whether a 429's body (without Retry-After) reads as a daily quota: it names a limit or a
+-- quota and a day ("daily", "per day", "a day", "each day", "/day", "24 hours"), case aside.
+-- @tparam string body
+-- @treturn boolean
+function M.daily_quota(body)
+  if type(body) ~= "string" then return false end
+  local text = body:lower()
+  if not (text:find("limit", 1, true) or text:find("quota", 1, true)) then return false end
+  for _, pattern in ipairs(QUOTA_WORDS) do
+    if text:find(pattern) then return true end
+  end
+  return false
+end
+
+local BUDGET_NAMES = { app = "the App API's general", transactional = "the transactional sends'",
+  track = "the Track API's" }
+
+-- The error of a call whose turn is further away than max_wait: nothing was sent for this
+-- attempt. After a failed attempt (a 429), that attempt's error, with retry_after.
+local function rate_limited(self, req, current, attempts, over, max_wait, last)
+  local after = math.ceil(over)
+  if last then
+    last.retry_after = after
+    return failure(self, req, current, attempts, last)
+  end
+  local what = type(req.rate) == "table" and ("broadcast " .. tostring(req.rate[2]) .. "'s trigger")
+    or BUDGET_NAMES[req.rate] or tostring(req.rate)
+  return failure(self, req, current, attempts, {
+    kind = "rate_limited", sent = "no", retryable = true, retry_after = after,
+    message = "the next slot of " .. what .. " rate limit is " .. after .. " ms away, more than max_wait (" ..
+      math.floor(max_wait) .. " ms); nothing was sent",
+  })
+end
+
 --- Send a built request: retries, redirects and error objects.
 -- @tparam table req from `build`
 -- @treturn table|nil decoded body
@@ -355,7 +407,19 @@ function Client:send(req)
   local policy, transport = self.retry, self.transport
   local attempts, retries, redirects, waited = 0, 0, 0, 0
   local current = req -- replaced, never changed in place, by redirects and retries
+  local limiter = self.limiter
+  local budget = limiter and req.rate and limiter:budget(req.rate)
+  local last -- the last failed attempt's error, returned when the limiter says no
   while true do
+    if budget then
+      -- Every attempt (first, retry, redirect) takes a slot of its budget and starts no
+      -- earlier than that slot. A wait over max_wait reserves nothing and returns now.
+      local max_wait = self.max_wait
+      if transport.can_sleep and not transport:can_sleep() then max_wait = 0 end
+      local wait, over = limiter:reserve(budget, max_wait)
+      if not wait then return rate_limited(self, req, current, attempts, over, max_wait, last) end
+      if wait > 0 then sleep(transport, wait) end
+    end
     attempts = attempts + 1
     local started = core.monotonic_ms()
     if self.debug then log_request(self, current, attempts) end
@@ -363,7 +427,8 @@ function Client:send(req)
     -- transport (customerio.async) yields here, which Lua 5.1 cannot do across a C call.
     local res, kind, message, stage = transport:send(current, self.timeout)
     if self.debug then log_outcome(self, current, res, kind, message, core.monotonic_ms() - started) end
-    local retryable, last
+    local retryable, limit_wait
+    last = nil
     if res then
       local status = res.status
       if status >= 200 and status < 300 then
@@ -400,11 +465,22 @@ function Client:send(req)
           end
         end
         current = { method = current.method, url = target, headers = headers, body = current.body,
-          idempotent = current.idempotent }
+          idempotent = current.idempotent, rate = current.rate }
         attempts = attempts - 1
       else
         retryable = retry.status_retryable(policy, status)
         last = errors.from_response(res, { retryable = retryable, sent = "yes" }, self.secrets)
+        if status == 429 then
+          local after = policy.respect_retry_after and res.headers and res.headers["retry-after"]
+          after = after and retry.parse_retry_after(after, core.now_ms())
+          if not after and M.daily_quota(res.body) then
+            last.kind, last.retryable, retryable = "quota", false, false
+          elseif budget then
+            -- No slot of this budget before the server's Retry-After, else the documented interval.
+            limit_wait = after or budget.penalty
+            limiter:penalize(budget, limit_wait)
+          end
+        end
       end
     else
       last = errors.transport_fields(kind, stage, message, current.url)
@@ -412,23 +488,32 @@ function Client:send(req)
       last.retryable = retryable
     end
     if last then
+      if limit_wait then last.retry_after = math.ceil(limit_wait) end
       -- retryable: the failure is transient; replayed only if repeating the call is safe.
       if not retryable or retries >= policy.max_retries
         or not retry.replay_allowed(policy, current.idempotent, res and res.status, last.sent) then
         return failure(self, req, current, attempts, last)
       end
       local wait = retry.delay(policy, retries, res and res.headers)
+      if limit_wait then
+        -- A 429 on a limited call waits what the limiter now requires (Retry-After, else the
+        -- budget's documented interval), not the backoff; a wait over the call's budget
+        -- returns at once with err.retry_after, never after sleeping in vain.
+        if limit_wait > wait then wait = limit_wait end
+        if waited + wait > policy.max_total_backoff or wait > self.max_wait then
+          last.retry_after = math.ceil(wait)
+          return failure(self, req, current, attempts, last)
+        end
+      end
       if waited + wait > policy.max_total_backoff then return failure(self, req, current, attempts, last) end
       waited = waited + wait
       retries = retries + 1
-      if wait > 0 then
-        if transport.sleep then transport:sleep(wait) else core.sleep_ms(wait) end
-      end
+      if wait > 0 then sleep(transport, wait) end
       local headers = {}
       for k, v in pairs(current.headers) do headers[k] = v end
       set_header(headers, "X-Retry-Count", tostring(retries))
       current = { method = current.method, url = current.url, headers = headers, body = current.body,
-        idempotent = current.idempotent }
+        idempotent = current.idempotent, rate = current.rate }
     end
   end
 end

@@ -48,28 +48,52 @@ end
 local ROUTES = compile(track_api.routes)
 for _, r in ipairs(compile(app_api.routes)) do ROUTES[#ROUTES + 1] = r end
 
--- Rate limits of customerio-api.md §6.2, per second unless noted.
-local RATES = {
-  track = { limit = 1000, window = 1 },
-  app = { limit = 10, window = 1 },
-  transactional = { limit = 100, window = 1 },
-  broadcast = { limit = 1, window = 10 },
-}
+-- The rate limits the sandbox enforces by default: Customer.io's documented limits (App API
+-- overview: 10 requests/s for the App API, 100/s for transactional sends, one trigger per
+-- 10 s per API-triggered broadcast; the Track spec's 1000/s), as GCRA per API with a
+-- tolerance of one second's worth of requests (a client that spaces its calls evenly is not
+-- refused because of network jitter) and, for broadcasts, of a tenth of the interval.
+sandbox.RATE_LIMITS = { app = 10, transactional = 100, track = 1000, broadcast_interval = 10000 }
+
+local function rate_limits(opt)
+  if opt == false then return nil end
+  if opt == nil or opt == true then opt = {} end
+  if type(opt) ~= "table" then fail("rate_limits must be a table, true or false") end
+  local out = {}
+  for k in pairs(opt) do
+    if sandbox.RATE_LIMITS[k] == nil then
+      fail("unknown rate_limits option: " .. tostring(k) .. " (expected app, transactional, track, broadcast_interval)")
+    end
+  end
+  for k, default in pairs(sandbox.RATE_LIMITS) do
+    local v = opt[k]
+    if v == nil then v = default end
+    if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
+      fail("rate_limits." .. k .. " must be a positive number" ..
+        (k == "broadcast_interval" and " of milliseconds" or " of requests per second"))
+    end
+    out[k] = v
+  end
+  return out
+end
+sandbox.rate_limits = rate_limits
 
 --- Create a sandbox.
 -- @tparam[opt] table opts
 --   `site_id`, `api_key` (Track credentials to require; any Basic credentials when unset),
 --   `app_key` (App API key to require; any Bearer token when unset),
 --   `strict_liquid` (default true: a missing variable fails the delivery),
---   `rate_limits` (default false: answer 429 over the documented limits),
+--   `rate_limits` (default on: answer 429 with `Retry-After` over Customer.io's documented
+--   limits, `sandbox.RATE_LIMITS`; a table overrides numbers, e.g. `{broadcast_interval = 300}`;
+--   `false` turns them off),
 --   `clock` (function returning Unix seconds, default os.time)
 -- @return sandbox (also a transport: `sb:send(request)`)
 function sandbox.new(opts)
   opts = opts or {}
   local self = setmetatable({
     site_id = opts.site_id, api_key = opts.api_key, app_key = opts.app_key,
-    strict_liquid = opts.strict_liquid ~= false, rate_limits = opts.rate_limits == true,
-    now = opts.clock or os.time, name = "sandbox",
+    strict_liquid = opts.strict_liquid ~= false, rate_limits = rate_limits(opts.rate_limits),
+    now = opts.clock or os.time, name = "sandbox", skew_ms = 0,
   }, Sandbox)
   self.templates_cache = {}
   self:reset()
@@ -100,7 +124,8 @@ function Sandbox:reset()
   self.request_serial = 0
   self.removed = {}           -- people deleted, suppressed or merged away: {person, at}
   self.version = 0            -- bumped by every recorded request: pages poll it to refresh
-  self.rate_windows = {}
+  self.rate_state = require("customerio.ratelimit.memory").new({ private = true,
+    clock = function() return self:clock_ms() end })
   self.environment_id = 1
   self.serial = 0
 end
@@ -385,17 +410,44 @@ local function check_auth(self, api, authorization)
   return self.app_key == nil or token == self.app_key
 end
 
-local function over_rate(self, api)
-  if not self.rate_limits then return false end
-  local rate = RATES[api]
-  local now = self.now()
-  local w = self.rate_windows[api]
-  if not w or now - w.start >= rate.window then
-    w = { start = now, count = 0 }
-    self.rate_windows[api] = w
+--- The sandbox's clock for rate limits, in ms: monotonic time plus what in-process clients
+-- "slept" (`customerio.transport.sandbox.sleep`).
+function Sandbox:clock_ms()
+  return core.monotonic_ms() + self.skew_ms
+end
+
+-- The budget a request falls in: key, interval (ms), tolerance (requests), documented message.
+local function rate_budget(limits, api, path)
+  if api == "broadcast" then
+    local id = path:match("^/v1/campaigns/([^/]+)/triggers$")
+    return "broadcast:" .. id, limits.broadcast_interval, 1,
+      "Too many requests: broadcast " .. id .. " can be triggered once every " ..
+      string.format("%g", limits.broadcast_interval / 1000) .. " seconds."
   end
-  w.count = w.count + 1
-  return w.count > rate.limit
+  local per_second = limits[api]
+  local n = string.format("%g", per_second)
+  local message = api == "app" and ("Your request is over the " .. n .. "-per-second limit.")
+    or ("Your request is over the " .. n .. "-per-second limit of the " ..
+      (api == "track" and "Track API." or "transactional API."))
+  return api, 1000 / per_second, math.max(1, math.floor(per_second)), message
+end
+
+-- How early a broadcast trigger may arrive: a tenth of the interval, at most 1 s (a client
+-- that spaces triggers by the interval is not refused because its earlier request took longer
+-- to arrive than its later one).
+local function tolerance(api, limits)
+  if api ~= "broadcast" then return 0 end
+  return math.min(limits.broadcast_interval / 10, 1000)
+end
+
+-- Seconds until the request would conform (a Retry-After value, at least 1), or nil: accepted.
+local function over_rate(self, api, path)
+  local limits = self.rate_limits
+  if not limits then return nil end
+  local key, interval, burst, message = rate_budget(limits, api, path)
+  local wait, over = self.rate_state:reserve(key, interval, burst, tolerance(api, limits))
+  if wait then return nil end
+  return math.max(1, math.ceil(over / 1000)), message
 end
 
 local function respond(status, body)
@@ -414,9 +466,11 @@ function Sandbox:handle(method, path, query, headers, raw_body)
     end
     return respond(401, { errors = { { detail = "Unauthorized: invalid App API key", status = "401" } } })
   end
-  if over_rate(self, api) then
-    return respond(429, { meta = { error = "Too many requests: over the " .. RATES[api].limit .. " per "
-      .. RATES[api].window .. " s limit of the " .. api .. " API" } })
+  local retry_after, message = over_rate(self, api, path)
+  if retry_after then
+    local res = respond(429, { meta = { error = message } })
+    res.headers["retry-after"] = tostring(retry_after)
+    return res
   end
   raw_body = raw_body or ""
   if api == "transactional" and #raw_body > 2048 * 1024 then
@@ -452,6 +506,7 @@ end
 -- The sandbox is a transport (`send`, `sleep`): see customerio.transport.sandbox.
 Sandbox.send = adapter.send
 Sandbox.sleep = adapter.sleep
+Sandbox.rate_limit_backend = adapter.rate_limit_backend
 
 sandbox.new_state = State.new
 

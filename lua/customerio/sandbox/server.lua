@@ -10,6 +10,8 @@
 --
 --     POST /__sandbox/reset
 --     POST /__sandbox/config          {"site_id", "api_key", "app_key", "rate_limits", "strict_liquid"}
+--                                     (rate_limits: true, false, or {"app": 10, "transactional": 100,
+--                                     "track": 1000, "broadcast_interval": 10000})
 --     POST /__sandbox/transactional   {"id": 3 | "password_reset", "template": {...}}
 --     POST /__sandbox/broadcasts      {"id": 42, "segment": 1, "filter": {...}, "template": {...}}
 --     POST /__sandbox/segments        {"id": 1, "name": "...", "filter": {...}} or {"manual": true}
@@ -33,7 +35,9 @@ local web = require("customerio.sandbox.web")
 
 local M = {}
 
-local sb = sandbox.new()
+-- Rate limits on, as at Customer.io, unless the server was started with them off
+-- (`tools/sandbox --no-rate-limits` sets CIO_SANDBOX_RATE_LIMITS=off; tools/sandbox.conf passes it).
+local sb = sandbox.new({ rate_limits = os.getenv("CIO_SANDBOX_RATE_LIMITS") ~= "off" })
 local faults = {}       -- injected faults, in the order added (see match_fault)
 local fault_serial = 0
 
@@ -56,7 +60,7 @@ local control = {}
 
 control["POST reset"] = function()
   local opts = { site_id = sb.site_id, api_key = sb.api_key, app_key = sb.app_key,
-    rate_limits = sb.rate_limits, strict_liquid = sb.strict_liquid }
+    rate_limits = sb.rate_limits or false, strict_liquid = sb.strict_liquid }
   sb = sandbox.new(opts)
   faults = {}
   return 200, {}
@@ -64,7 +68,11 @@ end
 
 control["POST config"] = function(body)
   sb.site_id, sb.api_key, sb.app_key = body.site_id, body.api_key, body.app_key
-  if body.rate_limits ~= nil then sb.rate_limits = body.rate_limits == true end
+  if body.rate_limits ~= nil then
+    local ok, limits = pcall(sandbox.rate_limits, body.rate_limits)
+    if not ok then return 400, { error = tostring(limits) } end
+    sb.rate_limits = limits
+  end
   if body.strict_liquid ~= nil then sb.strict_liquid = body.strict_liquid == true end
   return 200, {}
 end

@@ -49,13 +49,16 @@ M.region = Client.region
 -- use it with `/api/v1` replaced by `/api/v2`, `unsubscribe` its host root), `timeout` (ms,
 -- default 10000), `connect_timeout` (ms), `retry` (see `customerio.http.retry`, `false` disables),
 -- `headers`, `user_agent`, `ca_file`, `event_ids` (default true: add a ULID `id` to events),
--- `transport` (an object with `send`, e.g. the sandbox)
+-- `transport` (an object with `send`, e.g. the sandbox), `rate_limit` (none by default:
+-- Customer.io documents the Track limit as not strictly enforced; `{track = n}` keeps this
+-- client's calls to n per second, with `burst`, `max_wait`, `shared_dict`, `redis` as for
+-- `APIClient`)
 -- @treturn TrackClient
 function TrackClient.new(site_id, api_key, opts)
   site_id = check.id(site_id, "site_id")
   api_key = check.id(api_key, "api_key")
   opts = check.optional_table(opts, "opts")
-  Client.check_options(opts, { event_ids = true })
+  Client.check_options(opts, { event_ids = true, rate_limit = true })
   if opts.event_ids ~= nil and type(opts.event_ids) ~= "boolean" then fail("event_ids must be a boolean") end
   local region = M.region(opts.region)
   local root = Client.root(opts, region.track .. "/api/v1", "track")
@@ -76,6 +79,7 @@ function TrackClient.new(site_id, api_key, opts)
   self.event_ids = opts.event_ids ~= false
   self.client = Client.from_options(opts, {
     base_url = root, auth = "Basic " .. credentials, secrets = { api_key, credentials },
+    limiter = opts.rate_limit and require("customerio.ratelimit").limiter(opts, "track", site_id .. ":" .. api_key, root),
   })
   return self
 end
@@ -88,7 +92,7 @@ end
 local NO_OPTIONS = {}
 local function send(self, method, path, body, o)
   o = o or NO_OPTIONS
-  local req = { base = o.base, query = o.query }
+  local req = { base = o.base, query = o.query, rate = "track" }
   if type(body) == "string" then
     req.raw_body = body
   elseif body ~= nil then

@@ -363,6 +363,13 @@ function Ngx:sleep(ms) -- luacheck: ignore 212/self
   if ms and ms > 0 and M.phase() then ngx.sleep(ms / 1000) end
 end
 
+--- Whether `sleep` can wait in the current phase (ngx.sleep needs a cosocket phase). The
+-- rate limiter does not reserve a slot it could not wait for.
+-- @treturn boolean
+function Ngx.can_sleep()
+  return (M.phase())
+end
+
 --- New connections made by the last exchange of this transport (0 means a pooled connection
 -- was reused). With concurrent requests in a worker this is whichever finished last.
 -- @treturn number
