@@ -203,7 +203,7 @@ describe_redis("customerio.ratelimit.redis with redis-server", function()
       local wait = b:reserve("spacing", T, BURST, 10 * T)
       assert.is_true(wait > 5 * T, tostring(wait))
       -- The key is kept only as long as it holds something (plus a second).
-      local ttl = tonumber(srv:cli("PTTL", "customerio:ratelimit:spacing"))
+      local ttl = tonumber(srv:cli("PTTL", "spacing"))
       assert.is_true(ttl > 8 * T and ttl <= 9 * T + 1000, tostring(ttl)) -- tat: 9 intervals ahead
       b:close()
     end)
@@ -212,45 +212,42 @@ describe_redis("customerio.ratelimit.redis with redis-server", function()
       local T = 60000
       local b = R.new(srv.url, { prefix = "mw:" })
       assert.are.equal(0, b:reserve("k", T, 1, 0))
-      local before = srv:cli("HGET", "mw:k", "tat")
+      local before = srv:cli("GET", "mw:k")
       local wait, over, err = b:reserve("k", T, 1, 10)
       assert.is_nil(wait)
       assert.is_nil(err)
       assert.is_true(over > T / 2 and over <= T, tostring(over))
       for _ = 1, 5 do assert.is_nil((b:reserve("k", T, 1, 10))) end
-      assert.are.equal(before, srv:cli("HGET", "mw:k", "tat"))
+      assert.are.equal(before, srv:cli("GET", "mw:k"))
       -- The slot refused is still the next one: it is given to a caller that can wait.
       local granted, w, now = b:reserve_detail("k", T, 1, 2 * T)
       assert.is_true(granted)
       assert.are.equal(tonumber(before), now + w)
-      assert.are.equal(string.format("%.0f", tonumber(before) + T * 1000), srv:cli("HGET", "mw:k", "tat"))
+      assert.are.equal(string.format("%.0f", tonumber(before) + T * 1000), srv:cli("GET", "mw:k"))
     end)
 
-    it("penalize pushes the next free slot to now + ms, and the burst follows it", function()
+    it("penalize makes the key's tat at least now + ms; slots then follow one per interval", function()
       local b = R.new(srv.url, { prefix = "pen:" })
-      local P = 60000
+      local P, T, BURST = 60000, 10, 5
       assert.is_true(b:penalize("k", P))
-      local blocked = tonumber(srv:cli("HGET", "pen:k", "until"))
-      local granted, w, now = b:reserve_detail("k", 10, 5, 2 * P)
+      local tat = tonumber(srv:cli("GET", "pen:k"))
+      local granted, w, now = b:reserve_detail("k", T, BURST, 2 * P)
       assert.is_true(granted)
-      assert.are.equal(blocked, now + w)
       assert.is_true(w > P * 1000 / 2, tostring(w))
-      local over = select(2, b:reserve("k", 10, 5, P / 2))
-      assert.is_true(over > P / 2, tostring(over))
-      -- The burst follows the penalty: 5 slots at its end, then one per 10 ms.
-      for _ = 2, 5 do
-        granted, w, now = b:reserve_detail("k", 10, 5, 2 * P)
+      -- The first slot is at tat - (burst - 1) * T, each next one T later: no burst after a 429.
+      assert.are.equal(tat - (BURST - 1) * T * 1000, now + w)
+      for i = 2, 5 do
+        granted, w, now = b:reserve_detail("k", T, BURST, 2 * P)
         assert.is_true(granted)
-        assert.are.equal(blocked, now + w)
+        assert.are.equal(tat - (BURST - 1) * T * 1000 + (i - 1) * T * 1000, now + w)
       end
-      granted, w, now = b:reserve_detail("k", 10, 5, 2 * P)
-      assert.is_true(granted)
-      assert.are.equal(blocked + 10000, now + w)
+      local over = select(2, b:reserve("k", T, BURST, P / 2))
+      assert.is_true(over > P / 2, tostring(over))
       -- A shorter penalty does not shorten a longer one.
       assert.is_true(b:penalize("k", 10))
-      assert.are.equal(blocked, tonumber(srv:cli("HGET", "pen:k", "until")))
+      assert.are.equal(tat + 5 * T * 1000, tonumber(srv:cli("GET", "pen:k")))
       local ttl = tonumber(srv:cli("PTTL", "pen:k"))
-      assert.is_true(ttl > P / 2, tostring(ttl))
+      assert.is_true(ttl > P / 2 and ttl <= P + 1100, tostring(ttl))
     end)
 
     it("loads the script again when Redis lost it (NOSCRIPT, then EVAL)", function()
@@ -335,7 +332,7 @@ describe_redis("customerio.ratelimit.redis with redis-server", function()
     it("authenticates (password, or ACL user and password) and selects the database", function()
       local b = R.new("redis://:s3cret-pw@127.0.0.1:" .. locked.port .. "/3")
       assert.are.equal(0, b:reserve("db", 100000, 1, 0))
-      assert.are.equal("customerio:ratelimit:db", locked:cli("-n", "3", "KEYS", "*"))
+      assert.are.equal("db", locked:cli("-n", "3", "KEYS", "*"))
       assert.are.equal("", locked:cli("-n", "0", "KEYS", "*"))
       -- Again after the connection was lost: AUTH and SELECT on the new one too.
       b:close()
@@ -343,14 +340,14 @@ describe_redis("customerio.ratelimit.redis with redis-server", function()
       assert.is_nil(wait)
       assert.is_nil(err)
       assert.is_number(over)
-      assert.are.equal("1", locked:cli("-n", "3", "EXISTS", "customerio:ratelimit:db"))
+      assert.are.equal("1", locked:cli("-n", "3", "EXISTS", "db"))
       local acl = R.new("redis://default:s3cret-pw@127.0.0.1:" .. locked.port .. "/4")
       assert.are.equal(0, acl:reserve("acl", 100, 1, 0))
-      assert.are.equal("customerio:ratelimit:acl", locked:cli("-n", "4", "KEYS", "*"))
+      assert.are.equal("acl", locked:cli("-n", "4", "KEYS", "*"))
     end)
 
     it("reports a wrong or missing password as an error (never showing the password)", function()
-      local wrong = R.new("redis://:not-the-pw@127.0.0.1:" .. locked.port .. "/0")
+      local wrong = R.new("redis://:not-the-pw@127.0.0.1:" .. locked.port .. "/0", { retry_ms = 0 })
       local wait, over, err = wrong:reserve("k", 100, 1, 0)
       assert.is_nil(wait)
       assert.is_nil(over)
@@ -369,6 +366,29 @@ describe_redis("customerio.ratelimit.redis with redis-server", function()
     end)
   end)
 
+  describe("after a failure", function()
+    it("fails at once for retry_ms with the same error, then tries Redis again", function()
+      local s = redis.start()
+      local now = 0
+      local b = R.new({ url = s.url, timeout = 200, retry_ms = 1000, clock = function() return now end })
+      assert.are.equal("redis", b.name)
+      assert.are.equal(0, b:reserve("bo", 1, 100, 0))
+      s:kill()
+      local wait, over, err = b:reserve("bo", 1, 100, 0)
+      assert.is_nil(wait)
+      assert.is_nil(over)
+      assert.truthy(err.message:find("connection lost", 1, true), err.message)
+      s:restart()
+      now = 999
+      local err2 = select(3, b:reserve("bo", 1, 100, 0))
+      assert.are.equal(err, err2) -- not tried: the same error object
+      assert.is_nil(b:penalize("bo", 10))
+      now = 1000
+      assert.are.equal(0, b:reserve("bo", 1, 100, 0))
+      s:stop()
+    end)
+  end)
+
   describe("with_fallback", function()
     it("falls back when Redis is down at start, reports once, and uses Redis when it returns", function()
       local down = redis.start()
@@ -377,7 +397,7 @@ describe_redis("customerio.ratelimit.redis with redis-server", function()
       local now = 0
       local reports = {}
       local local_backend = counting_backend()
-      local b = R.with_fallback(R.new(url, { timeout = 200 }), local_backend,
+      local b = R.with_fallback(R.new(url, { timeout = 200, retry_ms = 0 }), local_backend,
         function(e) reports[#reports + 1] = e end, { retry_ms = 5000, clock = function() return now end })
       for _ = 1, 20 do assert.are.equal(0, b:reserve("fb", 100, 100, 0)) end
       assert.is_true(b:penalize("fb", 10))
@@ -404,7 +424,7 @@ describe_redis("customerio.ratelimit.redis with redis-server", function()
       assert.are.equal(2, #reports)
       assert.are.equal("up", reports[2].state)
       assert.is_false(b:is_down())
-      assert.are.equal("1", down:cli("EXISTS", "customerio:ratelimit:fb"))
+      assert.are.equal("1", down:cli("EXISTS", "fb"))
       down:stop()
     end)
 
@@ -413,7 +433,7 @@ describe_redis("customerio.ratelimit.redis with redis-server", function()
       local now = 0
       local reports = {}
       local local_backend = counting_backend()
-      local b = R.with_fallback(R.new(s.url, { timeout = 200 }), local_backend,
+      local b = R.with_fallback(R.new(s.url, { timeout = 200, retry_ms = 0 }), local_backend,
         function(e) reports[#reports + 1] = e.state end, { retry_ms = 1000, clock = function() return now end })
       for _ = 1, 10 do assert.is_number((b:reserve("mid", 1, 1000, 1000))) end
       assert.are.equal(0, local_backend.reserves)

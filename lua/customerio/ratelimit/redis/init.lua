@@ -19,11 +19,13 @@
 --   reserved), or `nil, nil, err` (Redis is unusable: use the local limiter).
 -- * `backend:penalize(key, ms)` → `true`, or `nil, err`: no slot of the key before now + ms.
 --
--- GCRA, per key, in microseconds of Redis' clock: T = interval, tau = (burst - 1) * T;
--- tat = max(stored tat, now); the next slot is at max(tat - tau, penalized-until); if it is
--- further than max_wait from now nothing changes, else stored tat = max(tat, slot) + T and
--- the key expires (PEXPIRE) once it no longer holds anything (idle keys vanish). In any
--- window of W the slots granted number at most burst + floor(W / T).
+-- GCRA, per key, in microseconds of Redis' clock (the same step as
+-- `customerio.ratelimit.memory.gcra`): T = interval, tau = (burst - 1) * T; tat = max(stored,
+-- now); wait = max(0, tat - tau - now); a wait over max_wait changes nothing, else stored =
+-- tat + T, with an expiry (PX) a second after it, so idle keys vanish. In any window of W the
+-- slots granted number at most burst + floor(W / T). `penalize(key, ms)` makes the stored tat
+-- at least now + ms, like the other backends (the limiter adds tau, so that the next slot is
+-- at least ms away and the burst does not follow at once).
 --
 -- `M.with_fallback` wraps a Redis backend and a local one: when Redis is unreachable it
 -- reports once, uses the local backend, and tries Redis again after a back-off.
@@ -35,35 +37,28 @@ local fail = check.fail
 local M = {}
 
 --- The script run in Redis for every reservation and penalty (the one copy: both clients
--- send it). KEYS[1]: the budget's hash (`tat`, `until`: µs of Redis' clock).
--- ARGV: "reserve", T µs, burst, max wait µs; or "penalize", µs.
--- Returns { granted (1|0), wait µs, now µs }.
+-- send it). KEYS[1]: the budget's key, holding its theoretical arrival time (tat) in µs of
+-- Redis' clock. ARGV: "reserve", T µs, burst, max wait µs; or "penalize", µs.
+-- Returns { granted (1|0), wait µs, now µs }. The key expires a second after its tat: by then
+-- it says nothing a missing key does not.
 M.SCRIPT = [[
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local key = KEYS[1]
-local v = redis.call('HMGET', key, 'tat', 'until')
-local tat = math.max(tonumber(v[1]) or 0, now)
-local blocked = tonumber(v[2]) or 0
-local function keep(last)
-  redis.call('PEXPIRE', key, math.ceil((last - now) / 1000) + 1000)
+local tat = math.max(tonumber(redis.call('GET', key)) or 0, now)
+local function store(v)
+  redis.call('SET', key, string.format('%.0f', v), 'PX', math.ceil((v - now) / 1000) + 1000)
 end
 if ARGV[1] == 'penalize' then
-  local u = now + tonumber(ARGV[2])
-  if u > blocked then
-    redis.call('HSET', key, 'until', string.format('%.0f', u))
-    keep(math.max(tat, u))
-  end
+  local at = now + tonumber(ARGV[2])
+  if at > tat then store(at) end
   return { 1, 0, now }
 end
 local T, burst, max_wait = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local slot = math.max(tat - (burst - 1) * T, blocked)
-local wait = math.max(slot - now, 0)
+local wait = math.max(tat - (burst - 1) * T - now, 0)
 if wait > max_wait then return { 0, wait, now } end
-local new_tat = math.max(tat, now + wait) + T
-redis.call('HSET', key, 'tat', string.format('%.0f', new_tat))
-keep(math.max(new_tat, blocked))
+store(tat + T)
 return { 1, wait, now }
 ]]
 
@@ -73,7 +68,8 @@ M.SCRIPT_SHA = core.hex(core.digest("sha1", M.SCRIPT))
 
 local DEFAULT_PORT = 6379
 local DEFAULT_TIMEOUT = 500
-local DEFAULT_PREFIX = "customerio:ratelimit:"
+local DEFAULT_PREFIX = ""
+local DEFAULT_BACKOFF = 1000
 local DEFAULT_RETRY = 5000
 local MAX_DB = 2147483647
 
@@ -192,14 +188,23 @@ local function run_script(self, ...)
   return reply, err, kind
 end
 
+-- One run of the script. After a failure, calls within retry_ms fail at once with the same
+-- error (a Redis that does not answer would otherwise cost every call its timeout).
 local function call(self, key, ...)
   if type(key) ~= "string" or key == "" then fail("rate limit key must be a non-empty string") end
+  local now = self.clock()
+  if self.failed_at and now - self.failed_at < self.retry_ms then return nil, self.last_error end
   local reply, err, kind = run_script(self, self.prefix .. key, ...)
-  if reply == nil then return nil, redis_error(self, tostring(err), kind == "phase" and "phase" or nil) end
-  if type(reply) ~= "table" or type(reply[1]) ~= "number" or type(reply[2]) ~= "number"
-    or type(reply[3]) ~= "number" then
-    return nil, redis_error(self, "unexpected reply to the rate limit script")
+  if reply ~= nil and (type(reply) ~= "table" or type(reply[1]) ~= "number" or type(reply[2]) ~= "number"
+    or type(reply[3]) ~= "number") then
+    reply, err = nil, "unexpected reply to the rate limit script"
   end
+  if reply == nil then
+    if kind == "phase" then return nil, redis_error(self, tostring(err), "phase") end
+    self.failed_at, self.last_error = now, redis_error(self, tostring(err))
+    return nil, self.last_error
+  end
+  self.failed_at, self.last_error = nil, nil
   return reply
 end
 
@@ -238,7 +243,8 @@ function Backend:reserve(key, interval_ms, burst, max_wait_ms)
   return nil, wait_us / 1000
 end
 
---- Push the key's next free slot to at least now + ms (after a 429 with Retry-After).
+--- After a 429: the key's theoretical arrival time becomes at least now + ms (Redis' clock),
+-- as `customerio.ratelimit.memory` does; the next slot is then at tat - (burst - 1) * interval.
 -- @tparam string key
 -- @tparam number ms
 -- @treturn boolean true
@@ -256,13 +262,18 @@ function Backend:close()
 end
 
 --- Create a Redis backend. Nothing is connected yet: the first call connects.
--- @tparam string url `redis://[[username]:password@]host[:port][/db]` (raises when malformed)
+-- @tparam string|table url `redis://[[username]:password@]host[:port][/db]` (raises when
+--   malformed); or a table with the URL as `url` and the options
 -- @tparam[opt] table opts `timeout` (ms for connecting and for each command, default 500),
---   `prefix` (of every key, default "customerio:ratelimit:"), `on_report` (function(event),
+--   `retry_ms` (after a failure, calls within this many ms fail at once without trying Redis;
+--   default 1000, 0: try every call), `prefix` (added before every key, default none: the
+--   limiter's keys already read `cio:rl:<credential digest>:<budget>`), `on_report` (function(event),
 --   the default reporter of `M.with_fallback`), `pool_size` (nginx: idle connections kept
---   per worker, default 16), `keepalive_timeout` (nginx: ms, default 30000)
+--   per worker, default 16), `keepalive_timeout` (nginx: ms, default 30000), `clock` (a
+--   function returning ms, for `retry_ms`; default the C core's monotonic clock)
 -- @return backend
 function M.new(url, opts)
+  if type(url) == "table" then url, opts = url.url, url end
   local conf = M.parse_url(url)
   opts = check.optional_table(opts, "rate_limit options")
   local timeout = check.ms(opts.timeout, "rate_limit.timeout", { positive = true, default = DEFAULT_TIMEOUT })
@@ -280,8 +291,10 @@ function M.new(url, opts)
   else
     client = require("customerio.ratelimit.redis.hiredis").new(conf, { timeout = timeout })
   end
-  return setmetatable({ conf = conf, client = client, prefix = prefix, address = address,
-    url = redact(url), on_report = opts.on_report }, Backend)
+  return setmetatable({ name = "redis", conf = conf, client = client, prefix = prefix, address = address,
+    url = redact(url), on_report = opts.on_report,
+    retry_ms = check.ms(opts.retry_ms, "rate_limit.retry_ms", { default = DEFAULT_BACKOFF }),
+    clock = opts.clock or core.monotonic_ms }, Backend)
 end
 
 -- Fallback ----------------------------------------------------------------------------------
