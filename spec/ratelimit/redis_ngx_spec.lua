@@ -66,8 +66,20 @@ function M.init_worker(url, T, burst, n)
   end))
 end
 
+local backends = {}
+
 function M.content()
   local dict = ngx.shared.results
+  if ngx.var.uri == "/reserve" then
+    -- In a request (content phase), with the URL given: AUTH and SELECT over cosockets.
+    local args = ngx.req.get_uri_args()
+    local b = backends[args.url] or R.new(args.url, { retry_ms = 0 })
+    backends[args.url] = b
+    local wait, over, err = b:reserve(args.key, 100000, 1, 0)
+    ngx.header["Content-Type"] = "application/json"
+    return ngx.print(core.json_encode({ wait = wait or false, over = over or false,
+      err = err and tostring(err) or false }))
+  end
   if ngx.var.uri == "/go" then
     dict:set("go", true)
     return ngx.say("go")
@@ -230,6 +242,39 @@ describe_ngx("customerio.ratelimit.redis in nginx", function()
     -- One connection per worker (taken from and given back to its pool for every reservation)
     -- and one per plain process; the last 1 is this INFO's own redis-cli.
     assert.is_true(connections_received() - before - 1 <= 2 + #children)
+  end)
+
+  it("authenticates and selects the database over cosockets, also on pooled connections", function()
+    local locked = redis.start({ password = "ngx-pw" })
+    local ok, err = pcall(function()
+      local function reserve(url, key)
+        local body = sh("curl -q -s --noproxy '*' --max-time 30 " ..
+          q(app.url .. "/reserve?key=" .. key .. "&url=" .. core.uri_encode(url)))
+        return core.json_decode(body) or error("bad reply: " .. body)
+      end
+      local good = "redis://:ngx-pw@127.0.0.1:" .. locked.port .. "/3"
+      -- Four requests: each worker's first one authenticates, later ones may reuse the pool.
+      for i = 1, 4 do
+        local r = reserve(good, "auth" .. i)
+        assert.are.equal(0, r.wait, r.err)
+      end
+      local keys = {}
+      for k in locked:cli("-n", "3", "KEYS", "auth*"):gmatch("%S+") do keys[#keys + 1] = k end
+      table.sort(keys)
+      assert.are.same({ "auth1", "auth2", "auth3", "auth4" }, keys)
+      -- The same budget again: over max_wait, nothing reserved.
+      local r = reserve(good, "auth1")
+      assert.is_false(r.wait)
+      assert.is_true(r.over > 0)
+      r = reserve("redis://:wrong@127.0.0.1:" .. locked.port .. "/3", "auth5")
+      assert.is_false(r.wait)
+      assert.truthy(r.err:find("WRONGPASS", 1, true), r.err)
+      assert.falsy(r.err:find("wrong", 1, true))
+      r = reserve("redis://127.0.0.1:" .. locked.port .. "/3", "auth5")
+      assert.truthy(r.err:find("NOAUTH", 1, true), r.err)
+    end)
+    locked:stop()
+    assert(ok, err)
   end)
 
   it("a phase without cosockets gives kind \"phase\"; the fallback limits locally and reports nothing", function()
