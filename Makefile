@@ -29,8 +29,8 @@ BUILD   := build/$(LUA)
 CORE_SO := $(BUILD)/customerio/core.so
 OPT     ?= -O2
 WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes -Werror=implicit-function-declaration
-CFLAGS  += $(OPT) -g -fPIC -std=c99 -D_GNU_SOURCE $(WARN) $(shell pkg-config --cflags $(LUA_PC) libcurl libcjson libcrypto)
-LDLIBS  += $(shell pkg-config --libs libcurl libcjson libcrypto) -lpthread
+CFLAGS  += $(OPT) -g -fPIC -std=c99 -D_GNU_SOURCE $(WARN) $(shell pkg-config --cflags $(LUA_PC) libcurl libcjson libcrypto hiredis)
+LDLIBS  += $(shell pkg-config --libs libcurl libcjson libcrypto hiredis) -lpthread
 SANFLAGS :=
 
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;$(CURDIR)/?.lua;;
@@ -67,11 +67,12 @@ test-one: build
 # Only luaopen_customerio and luaopen_customerio_core stay global symbols.
 STATIC_LIB  := $(BUILD)/libcustomerio.a
 STATIC_OBJS := $(patsubst src/%.c,$(BUILD)/static/%.o,$(SRCS))
-EMBED_SKIP  := $(wildcard lua/customerio/transport/ngx/*.lua) lua/customerio/queue/ngx.lua lua/customerio/sandbox/server.lua
+EMBED_SKIP  := $(wildcard lua/customerio/transport/ngx/*.lua) lua/customerio/queue/ngx.lua lua/customerio/sandbox/server.lua \
+               lua/customerio/ratelimit/redis/cosocket.lua
 EMBED_LUA   := $(filter-out $(EMBED_SKIP),$(shell find lua/customerio -name '*.lua' | LC_ALL=C sort))
 EMBED_H     := $(BUILD)/static/embedded_lua.h
 EMBED_HOST  := $(BUILD)/embed-host
-HOST_LIBS   := $(shell pkg-config --libs $(LUA_PC) libcurl libcjson libcrypto) -lpthread -lm -ldl
+HOST_LIBS   := $(shell pkg-config --libs $(LUA_PC) libcurl libcjson libcrypto hiredis) -lpthread -lm -ldl
 
 static: $(STATIC_LIB)
 

@@ -52,13 +52,14 @@ describe("static library (make static) on " .. VERSION, function()
     assert.is_nil(names["customerio.transport.ngx"])
     assert.is_nil(names["customerio.queue.ngx"])
     assert.is_nil(names["customerio.sandbox.server"])
+    assert.is_nil(names["customerio.ratelimit.redis.cosocket"])
     -- Every module of the tree (but the skipped ones) is there.
     local _, list = sh("cd " .. q(ROOT) .. " && find lua/customerio -name '*.lua'")
     local count = 0
     for path in list:gmatch("[^\n]+") do
       local name = path:gsub("^lua/", ""):gsub("%.lua$", ""):gsub("/", "."):gsub("%.init$", "")
       local nginx_only = name:find("^customerio%.transport%.ngx") or name == "customerio.queue.ngx"
-        or name == "customerio.sandbox.server"
+        or name == "customerio.sandbox.server" or name == "customerio.ratelimit.redis.cosocket"
       if not nginx_only then
         assert.is_true(names[name], name .. " is not embedded")
         count = count + 1

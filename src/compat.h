@@ -57,5 +57,6 @@ int crypto_open(lua_State *L);
 int util_open(lua_State *L);
 int queue_open(lua_State *L);
 int async_open(lua_State *L);
+int redis_open(lua_State *L);
 
 #endif

@@ -2,9 +2,10 @@
  * customerio.core - the C half of the Customer.io client.
  *
  * Builds one table from the areas of the core: JSON (json.c), HTTP over
- * libcurl (http.c), hashes/base64/random bytes (crypto.c), and small helpers
- * (util.c: percent-encoding, ULIDs, clocks). The Lua layer (customerio/init.lua)
- * is the public API; this module is internal.
+ * libcurl (http.c), hashes/base64/random bytes (crypto.c), small helpers
+ * (util.c: percent-encoding, ULIDs, clocks), and blocking Redis connections
+ * over hiredis (redis.c). The Lua layer (customerio/init.lua) is the public
+ * API; this module is internal.
  * @module customerio.core
  */
 #include <curl/curl.h>
@@ -50,6 +51,7 @@ int luaopen_customerio_core(lua_State *L) {
   util_open(L);
   queue_open(L);
   async_open(L);
+  redis_open(L);
   lua_pushliteral(L, "customerio.core");
   lua_setfield(L, -2, "_NAME");
   return 1;

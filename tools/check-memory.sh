@@ -19,13 +19,13 @@
 # valgrind pass: build/valgrind/customerio/core.so (-O1 -g), valgrind --leak-check=full with
 # definite leaks as errors and tools/valgrind.supp for one-time allocations of libcurl,
 # OpenSSL and the interpreter. Runs VALGRIND_SPECS only (JSON, core, HTTP client, hostile
-# input, secrets, Track, App, sandbox) to stay within a few minutes.
+# input, secrets, Track, App, sandbox, the Redis client) to stay within a few minutes.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 OUT=$ROOT/build/memcheck
 [ $# -gt 0 ] || set -- asan asan-luajit valgrind
-VALGRIND_SPECS=${VALGRIND_SPECS:-"spec/json_spec.lua spec/core_spec.lua spec/http/client_spec.lua spec/hostile_spec.lua spec/secrets_spec.lua spec/track/init_spec.lua spec/app/init_spec.lua spec/app/send_spec.lua spec/sandbox_spec.lua"}
+VALGRIND_SPECS=${VALGRIND_SPECS:-"spec/json_spec.lua spec/core_spec.lua spec/http/client_spec.lua spec/hostile_spec.lua spec/secrets_spec.lua spec/track/init_spec.lua spec/app/init_spec.lua spec/app/send_spec.lua spec/sandbox_spec.lua spec/ratelimit/redis_spec.lua"}
 
 TOTAL_PASSED=0
 TOTAL_FAILED=0

@@ -16,7 +16,7 @@ source = {
 description = {
   summary = "Customer.io client for Lua: Track, App and Pipelines APIs, Liquid preview, sandbox, queue",
   detailed = [[
-A Customer.io client with a C core (libcurl, cJSON, OpenSSL libcrypto) and a Lua API: every
+A Customer.io client with a C core (libcurl, cJSON, OpenSSL libcrypto, hiredis) and a Lua API: every
 method of the official SDKs, non-blocking I/O inside nginx/OpenResty, a background batching
 queue, local Liquid rendering and an in-process emulation of Customer.io for tests.
 ]],
@@ -29,6 +29,8 @@ external_dependencies = {
   CURL = { library = "curl" },
   CJSON = { header = "cjson/cJSON.h", library = "cjson" },
   CRYPTO = { header = "openssl/evp.h", library = "crypto" },
+  -- The Redis rate limiter's client outside nginx (src/redis.c); Debian: libhiredis-dev.
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
 }
 test_dependencies = { "busted >= 2.1" }
 test = { type = "busted" }
@@ -44,9 +46,9 @@ for f in src/*.c; do
 done
 cat <<'MID'
       },
-      libraries = { "curl", "cjson", "crypto", "pthread" },
-      incdirs = { "$(CURL_INCDIR)", "$(CJSON_INCDIR)/cjson", "$(CRYPTO_INCDIR)", "src" },
-      libdirs = { "$(CURL_LIBDIR)", "$(CJSON_LIBDIR)", "$(CRYPTO_LIBDIR)" },
+      libraries = { "curl", "cjson", "crypto", "hiredis", "pthread" },
+      incdirs = { "$(CURL_INCDIR)", "$(CJSON_INCDIR)/cjson", "$(CRYPTO_INCDIR)", "$(HIREDIS_INCDIR)", "src" },
+      libdirs = { "$(CURL_LIBDIR)", "$(CJSON_LIBDIR)", "$(CRYPTO_LIBDIR)", "$(HIREDIS_LIBDIR)" },
       defines = { "_GNU_SOURCE" },
     },
 MID

@@ -122,6 +122,10 @@ local function pick_ports(n)
   return ports
 end
 
+--- `n` random ports in 20000..60000 that nothing on this machine listens on (also used by
+-- spec/support/redis.lua).
+nginx.pick_ports = pick_ports
+
 local function render(template, vars, where)
   return (template:gsub("{{([%w_]+)}}", function(name)
     local v = vars[name]

@@ -10,7 +10,7 @@
  * frame. The URL is the root of a Customer.io-compatible server (make sandbox, or the test
  * server); the Track API is under /api/v1 and the App API under /v1.
  *
- * Link line: libcustomerio.a -llua5.4 -lcurl -lcjson -lcrypto -lpthread -lm -ldl
+ * Link line: libcustomerio.a -llua5.4 -lcurl -lcjson -lcrypto -lhiredis -lpthread -lm -ldl
  */
 #define _POSIX_C_SOURCE 199309L /* nanosleep */
 #include <stdio.h>
