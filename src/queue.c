@@ -136,6 +136,12 @@ static void queue_read_options(lua_State *L, cio_queue_config *c) {
   if (c->op_bytes + CIO_QUEUE_BATCH_OVERHEAD > c->batch_bytes)
     luaL_error(L, "queue option batch_bytes must leave room for one operation of op_bytes bytes");
   queue_read_retry(L, &c->retry);
+  /* The spool: optional; spool_sync and spool_segment_bytes are required with it. */
+  c->spool_dir = queue_opt_str(L, 1, "spool", 0);
+  if (c->spool_dir != NULL) {
+    c->spool_sync_ms = (int64_t)queue_opt_num(L, 1, "spool_sync", -1);
+    c->spool_segment_bytes = (uint64_t)queue_opt_num(L, 1, "spool_segment_bytes", 64);
+  }
   /* Request headers: name -> value, checked as for every request of the core. */
   lua_getfield(L, 1, "headers");
   luaL_argcheck(L, lua_istable(L, -1), 1, "queue option headers is required");
@@ -180,7 +186,8 @@ static void queue_push_reporter(lua_State *L, int ud) {
  * @tparam table opts `url` (the /api/v2/batch URL), `headers` (name -> value), `timeout`,
  * `connect_timeout` (ms), `ca_file`, `max_events`, `max_bytes`, `batch_bytes`, `op_bytes`,
  * `flush_interval` (ms), `max_in_flight`, `close_timeout` (ms, for __gc and exit), `retry`
- * (a customerio.http.retry policy), `reporter` (function(reports) called by __gc)
+ * (a customerio.http.retry policy), `reporter` (function(reports) called by __gc); optional
+ * `spool` (a directory), with `spool_sync` (ms; 0 every push, -1 never) and `spool_segment_bytes`
  * @return queue
  */
 static int queue_new(lua_State *L) {
@@ -216,7 +223,7 @@ static int queue_new(lua_State *L) {
  * @tparam string json the operation, JSON-encoded
  * @tparam[opt] string key its ordering key (the person or object it names; see the order option)
  * @return true [, n] (n: reports waiting for poll) | nil, reason ("full", "too_large", "closed",
- * "forked")
+ * "forked", "spool_full", or "spool" and a message: the spool could not write it)
  */
 static int queue_push(lua_State *L) {
   cio_queue *q = queue_check(L);
@@ -243,6 +250,15 @@ static int queue_push(lua_State *L) {
       lua_pushnil(L);
       lua_pushliteral(L, "full");
       return 2;
+    case CIO_PUSH_SPOOL_FULL:
+      lua_pushnil(L);
+      lua_pushliteral(L, "spool_full");
+      return 2;
+    case CIO_PUSH_SPOOL:
+      lua_pushnil(L);
+      lua_pushliteral(L, "spool");
+      lua_pushstring(L, cio_queue_spool_error(q));
+      return 3;
   }
   lua_pushboolean(L, 1);
   if (reports == 0) return 1;
@@ -385,6 +401,9 @@ static int queue_stats(lua_State *L) {
   queue_setcount(L, "requests", s.requests);
   queue_setcount(L, "batches", s.batches);
   queue_setcount(L, "reports", s.reports);
+  queue_setcount(L, "replayed", s.replayed);
+  queue_setcount(L, "spool_bytes", s.spool_bytes);
+  queue_setcount(L, "spool_errors", s.spool_errors);
   lua_pushboolean(L, s.closed);
   lua_setfield(L, -2, "closed");
   return 1;
