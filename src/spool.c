@@ -1,8 +1,8 @@
 /*
  * spool.c - the queue's durable spool: an append-only log of encoded operations in a
  * directory (see spool.h for the API, docs/queue.md for what it guarantees, docs/INTERNALS.md
- * for the format). The thread queue's worker uses it directly; the nginx queue through the
- * Lua binding at the end of this file (spool_open(L)).
+ * for the format). No lua.h: the thread queue's worker uses it directly; the nginx queue
+ * through the Lua binding in queue.c (`core.spool_open`).
  *
  * Why this shape:
  *   - one lane per process (flock on lane-N.lock): two processes never append to one file, and

@@ -2,8 +2,8 @@
  * spool.h - the queue's durable spool (spool.c): an append-only log of encoded operations in a
  * directory, so that what a process enqueued survives its crash and is sent by the next one.
  *
- * No lua.h here: the thread queue's worker (queue_worker.c) uses it directly; the nginx queue
- * through the small Lua binding at the end of spool.c.
+ * No lua.h here (nor in spool.c): the thread queue's worker (queue_worker.c) uses it directly;
+ * the nginx queue through its small Lua binding in queue.c (`core.spool_open`).
  *
  * On disk (docs/INTERNALS.md, "The spool"): a directory of lanes. A process holds one lane
  * (flock on lane-N.lock); a lane is segment files lane-N-S.log (a file header, then records:
