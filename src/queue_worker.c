@@ -1332,7 +1332,7 @@ static cio_push_result queue_push(cio_queue *q, const char *data, size_t len, co
   }
   op->sid = 0;
   if (q->spool != NULL) {
-    /* Written (write(2) returned) before the operation is queued; not queued when it fails. */
+    /* In the page cache before the operation is queued; not queued when that fails. */
     int rc = cio_spool_append(q->spool, key, key_len, data, len, force, &op->sid, q->spool_err, sizeof q->spool_err);
     if (rc == CIO_SPOOL_OK && q->cfg.spool_sync_ms == 0 &&
         cio_spool_sync(q->spool, q->spool_err, sizeof q->spool_err) != 0) {

@@ -7,8 +7,12 @@
  * Why this shape:
  *   - one lane per process (flock on lane-N.lock): two processes never append to one file, and
  *     a lane whose lock is free belongs to nobody (its process died or closed its queue);
- *   - records are written with one write(2) before enqueue returns: a process crash (SIGKILL,
- *     OOM) cannot lose them (they are in the page cache); fsync is the owner's policy;
+ *   - records are copied into a shared mapping of the segment file before enqueue returns: a
+ *     process crash (SIGKILL, OOM) cannot lose them (they are in the page cache, as after a
+ *     write(2), without a system call per record); the file is allocated ahead (posix_fallocate,
+ *     64 KiB then doubling) so a full disk is an error of the append that needs room, never a
+ *     SIGBUS; a record's magic is stored last, so a record cut by the crash reads as the end
+ *     of the log (a zero magic); fsync is the owner's policy;
  *   - each record carries a CRC32C over its header, key and data: a tail cut by a crash or a
  *     power cut, or garbage, is detected and never replayed;
  *   - acknowledgements are appended to a side file without fsync: a lost one only means a
@@ -24,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -38,6 +43,7 @@
 #define SPOOL_MAX_FIELD (64u * 1024 * 1024) /* a key or data longer than this is corrupt */
 #define SPOOL_ACKED 0x80000000u             /* in seg->sizes: the record is acknowledged */
 #define SPOOL_NAME 64
+#define SPOOL_CHUNK (64u * 1024) /* the segment file grows (posix_fallocate) by at least this much */
 
 typedef struct spool_seg {
   struct spool_seg *next;
@@ -66,8 +72,8 @@ struct cio_spool {
   cio_spool_options o;
   uint32_t crc[256];
   int hw_crc; /* the CPU has SSE4.2's crc32 */
-  unsigned char *rec;  /* one record, built for its single write(2) */
-  size_t rec_cap;
+  unsigned char *map; /* cur's file, mapped shared (map_size bytes, alloc of them allocated on disk) */
+  size_t map_size, alloc;
   spool_seg *segs, *cur; /* cur: the segment appended to (the last one), NULL until the first append */
   int fd;                /* cur's file, -1 when none (or after a write left it unusable) */
   uint64_t size;         /* bytes in cur's file */
@@ -332,19 +338,48 @@ static void spool_unlink_seg(cio_spool *s, unsigned lane, unsigned seg) {
   unlinkat(s->dirfd, name, 0);
 }
 
-/* Seal the current segment (sync it when the policy says so) and start a new one. Caller
+/* Stop writing to the current segment: unmap it, cut the file to its records (it was
+ * allocated ahead), sync it when the policy says so. Caller holds mu. */
+static void spool_seal(cio_spool *s) {
+  if (s->fd < 0) return;
+  if (s->map != NULL) munmap(s->map, s->map_size);
+  s->map = NULL;
+  if (ftruncate(s->fd, (off_t)s->size) != 0) {
+    /* The tail stays zeros: a replay reads that as the end of the records. */
+  }
+  if (s->o.sync) spool_fsync(s->fd);
+  close(s->fd);
+  s->fd = -1;
+}
+
+/* Make room for `need` bytes in the current segment's file (allocated on disk, so that a
+ * store into the mapping never meets a full disk). 0, or -1 with errno. Caller holds mu. */
+static int spool_grow(cio_spool *s, size_t need) {
+  size_t want;
+  int rc;
+  if (need <= s->alloc) return 0;
+  want = s->alloc ? s->alloc * 2 : SPOOL_CHUNK;
+  if (want < need) want = need;
+  if (want > s->map_size) want = s->map_size;
+  do rc = posix_fallocate(s->fd, 0, (off_t)want);
+  while (rc == EINTR);
+  if (rc != 0) {
+    errno = rc;
+    return -1;
+  }
+  s->alloc = want;
+  return 0;
+}
+
+/* Seal the current segment and start a new one with room for a record of rec bytes. Caller
  * holds mu. 0, or -1 with err. */
-static int spool_roll(cio_spool *s, char *err, size_t errlen) {
+static int spool_roll(cio_spool *s, uint64_t rec, char *err, size_t errlen) {
   char name[SPOOL_NAME];
   spool_seg *g;
   int fd;
-  unsigned char head[SPOOL_FILE_HEADER];
-  struct iovec iov;
-  if (s->fd >= 0) {
-    if (s->o.sync) spool_fsync(s->fd);
-    close(s->fd);
-    s->fd = -1;
-  }
+  void *map;
+  size_t size = s->o.segment_bytes > SPOOL_FILE_HEADER + rec ? (size_t)s->o.segment_bytes : SPOOL_FILE_HEADER + rec;
+  spool_seal(s);
   g = (spool_seg *)calloc(1, sizeof *g);
   if (g == NULL) {
     spool_error(s, err, errlen, "cannot create segment in", "", ENOMEM);
@@ -354,27 +389,42 @@ static int spool_roll(cio_spool *s, char *err, size_t errlen) {
   g->no = s->next_seg++;
   g->first = s->next_id;
   spool_seg_name(name, s->lane, g->no, "log");
-  fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+  fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     spool_error(s, err, errlen, "cannot create", name, errno);
     free(g);
     return -1;
   }
-  memcpy(head, SPOOL_FILE_MAGIC, SPOOL_FILE_HEADER);
-  iov.iov_base = head;
-  iov.iov_len = SPOOL_FILE_HEADER;
-  if (spool_writev_all(fd, &iov, 1) != 0) {
-    spool_error(s, err, errlen, "cannot write", name, errno);
+  /* Mapped shared: a store into the mapping is in the page cache, as a write(2) would be
+   * (a process crash cannot lose it), without a system call per record. */
+  map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) {
+    spool_error(s, err, errlen, "cannot map", name, errno);
     close(fd);
     unlinkat(s->dirfd, name, 0);
     free(g);
     return -1;
   }
+  s->fd = fd;
+  s->map = (unsigned char *)map;
+  s->map_size = size;
+  s->alloc = 0;
+  s->size = 0;
+  if (spool_grow(s, SPOOL_FILE_HEADER + rec) != 0) {
+    spool_error(s, err, errlen, "cannot allocate", name, errno);
+    munmap(map, size);
+    s->map = NULL;
+    close(fd);
+    s->fd = -1;
+    unlinkat(s->dirfd, name, 0);
+    free(g);
+    return -1;
+  }
+  memcpy(s->map, SPOOL_FILE_MAGIC, SPOOL_FILE_HEADER);
   if (s->o.sync) spool_fsync(s->dirfd); /* the new file's name survives a power cut */
   if (s->cur) s->cur->next = g;
   else s->segs = g;
   s->cur = g;
-  s->fd = fd;
   s->size = SPOOL_FILE_HEADER;
   return 0;
 }
@@ -539,11 +589,13 @@ static int spool_replay_seg(cio_spool *s, unsigned lane, unsigned seg, cio_spool
     spool_error(s, err, errlen, "cannot read", name, errno);
     return -1;
   }
-  if (len == 0) {
-    free(buf);
-    return 0; /* created, then the process died before the header: nothing in it */
-  }
   /* Pass 1: how many valid records, and where the valid part ends. */
+  for (off = 0; off < len && buf[off] == 0; off++) {
+  }
+  if (off == len) {
+    free(buf);
+    return 0; /* allocated, then the process died before the file header: nothing in it */
+  }
   if (len < SPOOL_FILE_HEADER || memcmp(buf, SPOOL_FILE_MAGIC, SPOOL_FILE_HEADER) != 0) {
     why = len < SPOOL_FILE_HEADER ? "truncated file header" : "not a spool segment (bad file header)";
     off = 0;
@@ -551,6 +603,9 @@ static int spool_replay_seg(cio_spool *s, unsigned lane, unsigned seg, cio_spool
     off = SPOOL_FILE_HEADER;
     while (off < len) {
       uint32_t klen, dlen;
+      /* A zero magic is the end: the rest was allocated ahead, or a record whose write had
+       * not finished (the writer stores its magic last) when the process died. */
+      if (len - off >= 4 && spool_get32(buf + off) == 0) break;
       if (len - off < SPOOL_REC_HEADER) {
         why = "truncated record header";
         break;
@@ -699,8 +754,7 @@ int cio_spool_replay(cio_spool *s, cio_spool_record_fn fn, cio_spool_problem_fn 
 
 int cio_spool_append(cio_spool *s, const char *key, size_t key_len, const char *data, size_t len, int force,
                      uint64_t *id, char *err, size_t errlen) {
-  unsigned char *head;
-  struct iovec iov;
+  unsigned char *head, magic[4];
   uint64_t rec = SPOOL_REC_HEADER + (uint64_t)key_len + len;
   uint32_t crc;
   spool_seg *g;
@@ -715,8 +769,9 @@ int cio_spool_append(cio_spool *s, const char *key, size_t key_len, const char *
     pthread_mutex_unlock(&s->mu);
     return CIO_SPOOL_FULL;
   }
-  if (s->fd < 0 || (s->size > SPOOL_FILE_HEADER && s->size + rec > s->o.segment_bytes)) {
-    if (spool_roll(s, err, errlen) != 0) {
+  if (s->fd < 0 || (s->size > SPOOL_FILE_HEADER && s->size + rec > s->o.segment_bytes) ||
+      s->size + rec > s->map_size) {
+    if (spool_roll(s, rec, err, errlen) != 0) {
       pthread_mutex_unlock(&s->mu);
       return CIO_SPOOL_IO;
     }
@@ -733,44 +788,27 @@ int cio_spool_append(cio_spool *s, const char *key, size_t key_len, const char *
     g->sizes = sz;
     g->cap = c;
   }
-  if (s->rec_cap < rec) {
-    size_t c = s->rec_cap ? s->rec_cap : 1024;
-    unsigned char *r;
-    while (c < rec) c *= 2;
-    r = (unsigned char *)realloc(s->rec, c);
-    if (r == NULL) {
-      pthread_mutex_unlock(&s->mu);
-      snprintf(err, errlen, "spool: out of memory");
-      return CIO_SPOOL_IO;
-    }
-    s->rec = r;
-    s->rec_cap = c;
+  if (spool_grow(s, (size_t)(s->size + rec)) != 0) {
+    /* Disk full, a file-size limit (EFBIG), ...: nothing written; the next append tries again. */
+    int e = errno;
+    spool_seg_name(name, s->lane, g->no, "log");
+    spool_error(s, err, errlen, "cannot write", name, e);
+    pthread_mutex_unlock(&s->mu);
+    return CIO_SPOOL_IO;
   }
-  /* One buffer, one write(2): the record is in the page cache when this returns. */
-  head = s->rec;
-  spool_put32(head, SPOOL_REC_MAGIC);
+  /* The record, its magic last: until that store, a replay sees the end of the log here. */
+  head = s->map + s->size;
   spool_put32(head + 4, (uint32_t)key_len);
   spool_put32(head + 8, (uint32_t)len);
   memcpy(head + SPOOL_REC_HEADER, key, key_len);
   memcpy(head + SPOOL_REC_HEADER + key_len, data, len);
-  crc = spool_crc(s->crc, 0, head, 12);
+  spool_put32(magic, SPOOL_REC_MAGIC);
+  crc = spool_crc(s->crc, 0, magic, 4);
+  crc = spool_crc(s->crc, crc, head + 4, 8);
   crc = spool_crc(s->crc, crc, head + SPOOL_REC_HEADER, key_len + len);
   spool_put32(head + 12, crc);
-  iov.iov_base = head;
-  iov.iov_len = (size_t)rec;
-  if (spool_writev_all(s->fd, &iov, 1) != 0) {
-    int e = errno;
-    spool_seg_name(name, s->lane, g->no, "log");
-    spool_error(s, err, errlen, "cannot write", name, e);
-    /* Leave no partial record behind; if even that fails, never append to this file again
-     * (a replay reports its tail as truncated and keeps the records before it). */
-    if (ftruncate(s->fd, (off_t)s->size) != 0) {
-      close(s->fd);
-      s->fd = -1;
-    }
-    pthread_mutex_unlock(&s->mu);
-    return CIO_SPOOL_IO;
-  }
+  __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the compiler keeps the magic's store last */
+  memcpy(head, magic, 4);
   s->size += rec;
   g->sizes[g->count++] = (uint32_t)rec;
   s->unacked += rec;
@@ -860,15 +898,13 @@ void cio_spool_close(cio_spool *s) {
   pthread_mutex_lock(&s->mu);
   for (g = s->segs; g != NULL; g = g->next) spool_write_acks(s, g);
   if (s->cur != NULL && s->cur->acked == s->cur->count) {
+    if (s->map != NULL) munmap(s->map, s->map_size);
+    s->map = NULL;
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
     s->cur = NULL; /* every record acknowledged: reaped with the others */
   }
-  if (s->fd >= 0) {
-    if (s->o.sync && s->dirty) spool_fsync(s->fd);
-    close(s->fd);
-    s->fd = -1;
-  }
+  spool_seal(s);
   s->cur = NULL;
   spool_reap(s);
   if (s->segs == NULL && s->replayed) {
@@ -887,7 +923,6 @@ void cio_spool_close(cio_spool *s) {
   close(s->lock_fd);
   close(s->dirfd);
   pthread_mutex_destroy(&s->mu);
-  free(s->rec);
   free(s->dir);
   free(s);
 }

@@ -48,7 +48,7 @@ cio_spool *cio_spool_open(const char *dir, const cio_spool_options *o, char *err
 int cio_spool_replay(cio_spool *s, cio_spool_record_fn fn, cio_spool_problem_fn problem, void *ud, char *err,
                      size_t errlen);
 
-/* Append one record (written with write(2) before it returns). force: ignore max_bytes (a
+/* Append one record (in the page cache, through a shared mapping, before it returns). force: ignore max_bytes (a
  * replay). *id: its number. CIO_SPOOL_OK, CIO_SPOOL_FULL, CIO_SPOOL_IO (err filled). */
 int cio_spool_append(cio_spool *s, const char *key, size_t key_len, const char *data, size_t len, int force,
                      uint64_t *id, char *err, size_t errlen);

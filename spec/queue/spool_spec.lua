@@ -352,9 +352,10 @@ for i = 1, 5000 do
   print(i)
 end
 ]]
-      -- 64 blocks of 512 bytes: 32 KiB per file. SIGXFSZ ignored, so write(2) fails with EFBIG.
+      -- 512 blocks of 512 bytes: 256 KiB per file (the segment file grows by 64 KiB, then 128,
+      -- 256, 512: refused). SIGXFSZ ignored, so posix_fallocate fails with EFBIG.
       write(dir .. ".child.lua", child)
-      assert.is_true(sh("sh -c " .. q("trap '' XFSZ; ulimit -f 64; exec " .. interpreter .. " " .. q(dir .. ".child.lua")
+      assert.is_true(sh("sh -c " .. q("trap '' XFSZ; ulimit -f 512; exec " .. interpreter .. " " .. q(dir .. ".child.lua")
         .. " " .. q(DEAD_URL) .. " " .. q(dir) .. " >" .. q(dir .. ".out") .. " 2>" .. q(dir .. ".err"))))
       local out = read(dir .. ".out")
       local kind, message = out:match("ERR (%S+) ([^\n]*)")
