@@ -80,7 +80,8 @@ for _, k in ipairs({ "lua54", "luajit" }) do
   local f = result[k] and result[k].spool
   if f then
     p("  %-7s with spool (fsync %s ms): enqueue %10.0f events/s   delivered %10.0f events/s   "
-      .. "spool/none = %.2f (target %.1f: %s)", k, f.spool_sync, f.enqueue_per_s, f.delivered_per_s, f.ratio, SPOOL_TARGET, f.pass and "PASS" or "FAIL")
+      .. "spool/none = %.2f (target %.1f: %s)", k, f.spool_sync, f.enqueue_per_s, f.delivered_per_s, f.ratio,
+      SPOOL_TARGET, f.pass and "PASS" or "FAIL")
   end
 end
 if result.node then
