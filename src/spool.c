@@ -86,7 +86,6 @@ struct cio_spool {
 /* ---------------------------------------------------------------------------------------- */
 /* Small helpers                                                                             */
 
-typedef struct cio_spool spool_state;
 
 static void spool_crc_init(uint32_t *t) {
   uint32_t i, k, c;
@@ -125,10 +124,10 @@ __attribute__((target("sse4.2"))) static uint32_t spool_crc_hw(uint32_t crc, con
 #define SPOOL_HAS_HW_CRC 0
 #endif
 
-static uint32_t spool_crc_of(const cio_spool *s, uint32_t crc, const void *p, size_t n);
-#define spool_crc(t, crc, p, n) spool_crc_of(s, (crc), (p), (n))
+static uint32_t spool_crc(const cio_spool *s, uint32_t crc, const void *p, size_t n);
 
-static uint32_t spool_crc_of(const cio_spool *s, uint32_t crc, const void *p, size_t n) {
+/* CRC32C, by the instruction or the table. */
+static uint32_t spool_crc(const cio_spool *s, uint32_t crc, const void *p, size_t n) {
 #if SPOOL_HAS_HW_CRC
   if (s->hw_crc) return spool_crc_hw(crc, p, n);
 #endif
@@ -347,6 +346,8 @@ static void spool_seal(cio_spool *s) {
   if (ftruncate(s->fd, (off_t)s->size) != 0) {
     /* The tail stays zeros: a replay reads that as the end of the records. */
   }
+  /* A failed fsync here is not reported: the records are written (a process crash cannot lose
+   * them) and queued already; only a power cut could, as between two periodic fsyncs. */
   if (s->o.sync) spool_fsync(s->fd);
   close(s->fd);
   s->fd = -1;
@@ -625,8 +626,8 @@ static int spool_replay_seg(cio_spool *s, unsigned lane, unsigned seg, cio_spool
         break;
       }
       {
-        uint32_t c = spool_crc(s->crc, 0, buf + off, 12);
-        c = spool_crc(s->crc, c, buf + off + SPOOL_REC_HEADER, (size_t)klen + dlen);
+        uint32_t c = spool_crc(s, 0, buf + off, 12);
+        c = spool_crc(s, c, buf + off + SPOOL_REC_HEADER, (size_t)klen + dlen);
         if (c != spool_get32(buf + off + 12)) {
           why = "CRC mismatch";
           break;
@@ -803,9 +804,9 @@ int cio_spool_append(cio_spool *s, const char *key, size_t key_len, const char *
   memcpy(head + SPOOL_REC_HEADER, key, key_len);
   memcpy(head + SPOOL_REC_HEADER + key_len, data, len);
   spool_put32(magic, SPOOL_REC_MAGIC);
-  crc = spool_crc(s->crc, 0, magic, 4);
-  crc = spool_crc(s->crc, crc, head + 4, 8);
-  crc = spool_crc(s->crc, crc, head + SPOOL_REC_HEADER, key_len + len);
+  crc = spool_crc(s, 0, magic, 4);
+  crc = spool_crc(s, crc, head + 4, 8);
+  crc = spool_crc(s, crc, head + SPOOL_REC_HEADER, key_len + len);
   spool_put32(head + 12, crc);
   __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the compiler keeps the magic's store last */
   memcpy(head, magic, 4);
