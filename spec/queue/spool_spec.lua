@@ -425,6 +425,59 @@ print(ok and "CREATED" or ("FAILED " .. tostring(err)))
     end)
   end)
 
+  describe("core.spool_open (the nginx queue's binding of the engine)", function()
+    it("appends, acknowledges, replays what is left into a new spool, and reports damage", function()
+      local dir = tmpdir()
+      local opts = { max_bytes = 100000, segment_bytes = 4096, sync = true }
+      local sp = assert(core.spool_open(dir, opts))
+      local ids = {}
+      for i = 1, 100 do ids[i] = assert(sp:append('{"i":' .. i .. '}', i % 2 == 0 and ("k" .. i) or nil)) end
+      assert.is_true(sp:bytes() > 0)
+      for i = 1, 50 do sp:ack(ids[i]) end
+      sp:flush()
+      assert.is_true(sp:sync())
+      -- a second spool on the directory takes another lane; the first one's is still held
+      local other = assert(core.spool_open(dir, opts))
+      assert.are.same({}, other:replay(function() error("nothing to replay") end))
+      other:close()
+      sp:close()
+      sp:close() -- idempotent
+      assert.has_error(function() sp:append("{}") end, "spool is closed")
+      -- garbage after the last segment's records: reported, the records before it replayed
+      local logs = ls(dir, "%.log$")
+      write(dir .. "/" .. logs[#logs], "\1\2\3\4garbage-garbage-garbage", "ab")
+      local again = assert(core.spool_open(dir, opts))
+      local got = {}
+      local problems = assert(again:replay(function(json, key)
+        local i = tonumber(json:match("%d+"))
+        got[#got + 1] = i
+        assert.are.equal(i % 2 == 0 and ("k" .. i) or nil, key)
+        assert(again:append(json, key, true))
+      end))
+      assert.are.equal(1, #problems)
+      assert.is_truthy(problems[1]:find("bad record magic", 1, true), problems[1])
+      local want = {}
+      for i = 51, 100 do want[#want + 1] = i end
+      assert.are.same(want, got)
+      -- a Lua error in the callback stops the replay: nil, the error; the old files stay
+      again:close()
+      local third = assert(core.spool_open(dir, opts))
+      local ok, err = third:replay(function() error("stop here") end)
+      assert.is_nil(ok)
+      assert.is_truthy(tostring(err):find("stop here", 1, true))
+      third:close()
+      local tiny = assert(core.spool_open(dir, { max_bytes = 10, segment_bytes = 4096 }))
+      assert.are.same({ "full" }, { select(2, tiny:append("{}")) })
+      tiny:close()
+      local file = os.tmpname()
+      local nope, why = core.spool_open(file .. "/x", opts)
+      assert.is_nil(nope)
+      assert.is_truthy(why:find("Not a directory", 1, true), why)
+      os.remove(file)
+      cleanup(dir)
+    end)
+  end)
+
   describe("bounds and options", function()
     it("max_bytes bounds the unacknowledged bytes on disk: past it, nil, err of kind queue_full", function()
       local dir = tmpdir()
