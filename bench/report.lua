@@ -315,6 +315,7 @@ end
 for _, v in ipairs({ "lua54", "luajit" }) do
   add_ratio("conc_" .. v .. "_cpu_vs_node", ratio(fig(conc["ours_" .. v], "cpu_us_per_call"), fig(conc.node, "cpu_us_per_call")))
   add_ratio("queue_" .. v .. "_delivered_vs_node", field(queue, v, "ratio_vs_node") and round(queue[v].ratio_vs_node, 3))
+  add_ratio("queue_" .. v .. "_spool_vs_none", field(queue, v, "spool", "ratio") and round(queue[v].spool.ratio, 3))
   add_ratio("liquid_" .. v .. "_render_speed_vs_liquidjs", field(liquid, "speedup_" .. v))
   for _, t in ipairs({ "numeric", "digest" }) do
     add_ratio("liquid_" .. t .. "_" .. v .. "_render_speed_vs_liquidjs", field(liquid, "templates", t, "speedup_" .. v))
@@ -371,6 +372,12 @@ end
 if type(queue) == "table" and queue.pass ~= nil and queue.pass ~= cjson.null then
   target("queue delivered events/s vs customerio-node (best interpreter; bench/queue)",
     field(queue, "ratio_vs_node") and round(queue.ratio_vs_node, 3), ">=", field(queue, "target_ratio") or 20)
+end
+for _, v in ipairs({ "lua54", "luajit" }) do
+  if field(queue, v, "spool", "ratio") then
+    target("queue delivered events/s with a spool (fsync 100 ms) vs without (" .. v .. "; bench/queue)",
+      round(queue[v].spool.ratio, 3), ">=", 0.5)
+  end
 end
 
 -- ------------------------------------------------------------ machine

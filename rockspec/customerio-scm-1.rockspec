@@ -44,6 +44,7 @@ build = {
         "src/queue_worker.c",
         "src/redis.c",
         "src/resolve.c",
+        "src/spool.c",
         "src/util.c",
       },
       libraries = { "curl", "cjson", "crypto", "hiredis", "pthread" },

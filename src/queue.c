@@ -22,8 +22,10 @@
 #include "compat.h"
 #include "http_common.h"
 #include "queue_worker.h"
+#include "spool.h"
 
 #define QUEUE_MT "customerio.queue"
+#define SPOOL_MT "customerio.spool"
 
 typedef struct {
   cio_queue *q;
@@ -136,6 +138,12 @@ static void queue_read_options(lua_State *L, cio_queue_config *c) {
   if (c->op_bytes + CIO_QUEUE_BATCH_OVERHEAD > c->batch_bytes)
     luaL_error(L, "queue option batch_bytes must leave room for one operation of op_bytes bytes");
   queue_read_retry(L, &c->retry);
+  /* The spool: optional; spool_sync and spool_segment_bytes are required with it. */
+  c->spool_dir = queue_opt_str(L, 1, "spool", 0);
+  if (c->spool_dir != NULL) {
+    c->spool_sync_ms = (int64_t)queue_opt_num(L, 1, "spool_sync", -1);
+    c->spool_segment_bytes = (uint64_t)queue_opt_num(L, 1, "spool_segment_bytes", 64);
+  }
   /* Request headers: name -> value, checked as for every request of the core. */
   lua_getfield(L, 1, "headers");
   luaL_argcheck(L, lua_istable(L, -1), 1, "queue option headers is required");
@@ -180,7 +188,8 @@ static void queue_push_reporter(lua_State *L, int ud) {
  * @tparam table opts `url` (the /api/v2/batch URL), `headers` (name -> value), `timeout`,
  * `connect_timeout` (ms), `ca_file`, `max_events`, `max_bytes`, `batch_bytes`, `op_bytes`,
  * `flush_interval` (ms), `max_in_flight`, `close_timeout` (ms, for __gc and exit), `retry`
- * (a customerio.http.retry policy), `reporter` (function(reports) called by __gc)
+ * (a customerio.http.retry policy), `reporter` (function(reports) called by __gc); optional
+ * `spool` (a directory), with `spool_sync` (ms; 0 every push, -1 never) and `spool_segment_bytes`
  * @return queue
  */
 static int queue_new(lua_State *L) {
@@ -216,7 +225,7 @@ static int queue_new(lua_State *L) {
  * @tparam string json the operation, JSON-encoded
  * @tparam[opt] string key its ordering key (the person or object it names; see the order option)
  * @return true [, n] (n: reports waiting for poll) | nil, reason ("full", "too_large", "closed",
- * "forked")
+ * "forked", "spool_full", or "spool" and a message: the spool could not write it)
  */
 static int queue_push(lua_State *L) {
   cio_queue *q = queue_check(L);
@@ -243,6 +252,15 @@ static int queue_push(lua_State *L) {
       lua_pushnil(L);
       lua_pushliteral(L, "full");
       return 2;
+    case CIO_PUSH_SPOOL_FULL:
+      lua_pushnil(L);
+      lua_pushliteral(L, "spool_full");
+      return 2;
+    case CIO_PUSH_SPOOL:
+      lua_pushnil(L);
+      lua_pushliteral(L, "spool");
+      lua_pushstring(L, cio_queue_spool_error(q));
+      return 3;
   }
   lua_pushboolean(L, 1);
   if (reports == 0) return 1;
@@ -385,6 +403,9 @@ static int queue_stats(lua_State *L) {
   queue_setcount(L, "requests", s.requests);
   queue_setcount(L, "batches", s.batches);
   queue_setcount(L, "reports", s.reports);
+  queue_setcount(L, "replayed", s.replayed);
+  queue_setcount(L, "spool_bytes", s.spool_bytes);
+  queue_setcount(L, "spool_errors", s.spool_errors);
   lua_pushboolean(L, s.closed);
   lua_setfield(L, -2, "closed");
   return 1;
@@ -438,6 +459,197 @@ static int queue_tostring(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* The spool for the nginx queue (customerio.queue.ngx): spool.c, one Lua thread, no worker. */
+
+typedef struct {
+  cio_spool *s;
+} spool_ud;
+
+static cio_spool *spool_check(lua_State *L) {
+  spool_ud *u = (spool_ud *)luaL_checkudata(L, 1, SPOOL_MT);
+  if (u->s == NULL) luaL_error(L, "spool is closed");
+  return u->s;
+}
+
+/***
+ * Open a spool directory and take a lane (docs/queue.md "The durable spool").
+ * @function spool_open
+ * @tparam string dir
+ * @tparam table opts `max_bytes`, `segment_bytes`, `sync` (boolean: fsync on roll and close)
+ * @return spool, or nil and a message
+ */
+static int spool_lua_open(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  cio_spool_options o;
+  char err[512];
+  spool_ud *u;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  o.max_bytes = (uint64_t)queue_opt_num(L, 2, "max_bytes", 1);
+  o.segment_bytes = (uint64_t)queue_opt_num(L, 2, "segment_bytes", 64);
+  lua_getfield(L, 2, "sync");
+  o.sync = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  u = (spool_ud *)lua_newuserdata(L, sizeof *u);
+  u->s = NULL;
+  luaL_getmetatable(L, SPOOL_MT);
+  lua_setmetatable(L, -2);
+  u->s = cio_spool_open(dir, &o, err, sizeof err);
+  if (u->s == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return 1;
+}
+
+/* cio_spool_replay's callbacks: the Lua function at index 2 gets (json, key|nil); problems
+ * go into the table at index 3. A Lua error stops the replay (the message is kept at 4). */
+static int spool_lua_record(void *ud, const char *key, size_t key_len, const char *data, size_t len) {
+  lua_State *L = (lua_State *)ud;
+  lua_pushvalue(L, 2);
+  lua_pushlstring(L, data, len);
+  if (key_len > 0) lua_pushlstring(L, key, key_len);
+  else lua_pushnil(L);
+  if (lua_pcall(L, 2, 0, 0) != 0) {
+    lua_replace(L, 4);
+    return -1;
+  }
+  return 0;
+}
+
+static void spool_lua_problem(void *ud, const char *message) {
+  lua_State *L = (lua_State *)ud;
+  lua_pushstring(L, message);
+  lua_rawseti(L, 3, (int)lua_rawlen(L, 3) + 1);
+}
+
+/***
+ * Take every lane nobody holds and hand each operation it left to fn (which appends it again),
+ * oldest first; then delete the old files. Call once after open, and again to adopt lanes
+ * released later (nginx reload).
+ * @function spool:replay
+ * @tparam function fn `fn(json, key)`
+ * @return a list of problem messages (damaged files skipped), or nil and a message
+ */
+static int spool_lua_replay(lua_State *L) {
+  cio_spool *s = spool_check(L);
+  char err[512];
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  lua_newtable(L);  /* 3: problems */
+  lua_pushnil(L);   /* 4: a Lua error of fn */
+  if (cio_spool_replay(s, spool_lua_record, spool_lua_problem, L, err, sizeof err) != 0) {
+    lua_pushnil(L);
+    if (lua_isnil(L, 4)) lua_pushstring(L, err);
+    else lua_pushvalue(L, 4);
+    return 2;
+  }
+  lua_settop(L, 3);
+  return 1;
+}
+
+/***
+ * Append one record (written before this returns).
+ * @function spool:append
+ * @tparam string json
+ * @tparam[opt] string key
+ * @tparam[opt] boolean force past max_bytes (a replay)
+ * @return its id, or nil and "full", or nil, "io" and a message
+ */
+static int spool_lua_append(lua_State *L) {
+  cio_spool *s = spool_check(L);
+  size_t len, key_len = 0;
+  const char *data = luaL_checklstring(L, 2, &len);
+  const char *key = luaL_optlstring(L, 3, "", &key_len);
+  char err[512];
+  uint64_t id = 0;
+  int rc = cio_spool_append(s, key, key_len, data, len, lua_toboolean(L, 4), &id, err, sizeof err);
+  if (rc == CIO_SPOOL_OK) {
+    lua_pushnumber(L, (lua_Number)id);
+    return 1;
+  }
+  lua_pushnil(L);
+  if (rc == CIO_SPOOL_FULL) {
+    lua_pushliteral(L, "full");
+    return 2;
+  }
+  lua_pushliteral(L, "io");
+  lua_pushstring(L, err);
+  return 3;
+}
+
+/***
+ * Mark records acknowledged (buffered; written by flush).
+ * @function spool:ack
+ * @param ... record ids
+ */
+static int spool_lua_ack(lua_State *L) {
+  cio_spool *s = spool_check(L);
+  int i, n = lua_gettop(L);
+  for (i = 2; i <= n; i++) {
+    lua_Number id = luaL_checknumber(L, i);
+    if (id >= 1) cio_spool_ack(s, (uint64_t)id);
+  }
+  return 0;
+}
+
+/***
+ * Write buffered acknowledgements; delete segments no longer needed.
+ * @function spool:flush
+ */
+static int spool_lua_flush(lua_State *L) {
+  cio_spool_flush(spool_check(L));
+  return 0;
+}
+
+/***
+ * fsync what was appended since the last sync.
+ * @function spool:sync
+ * @return true, or nil and a message
+ */
+static int spool_lua_sync(lua_State *L) {
+  char err[512];
+  if (cio_spool_sync(spool_check(L), err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
+ * Unacknowledged record bytes in this lane.
+ * @function spool:bytes
+ */
+static int spool_lua_bytes(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)cio_spool_bytes(spool_check(L)));
+  return 1;
+}
+
+/***
+ * Flush acknowledgements, release the lane. Idempotent (also __gc).
+ * @function spool:close
+ */
+static int spool_lua_close(lua_State *L) {
+  spool_ud *u = (spool_ud *)luaL_checkudata(L, 1, SPOOL_MT);
+  cio_spool_close(u->s);
+  u->s = NULL;
+  return 0;
+}
+
+static const luaL_Reg spool_methods[] = {
+  {"replay", spool_lua_replay},
+  {"append", spool_lua_append},
+  {"ack", spool_lua_ack},
+  {"flush", spool_lua_flush},
+  {"sync", spool_lua_sync},
+  {"bytes", spool_lua_bytes},
+  {"close", spool_lua_close},
+  {NULL, NULL},
+};
+
 static const luaL_Reg queue_methods[] = {
   {"push", queue_push},
   {"poll", queue_poll},
@@ -459,6 +671,7 @@ static const luaL_Reg queue_metamethods[] = {
 
 static const luaL_Reg queue_funcs[] = {
   {"queue_new", queue_new},
+  {"spool_open", spool_lua_open},
   {NULL, NULL},
 };
 
@@ -466,6 +679,13 @@ int queue_open(lua_State *L) {
   if (luaL_newmetatable(L, QUEUE_MT)) {
     luaL_setfuncs(L, queue_metamethods, 0);
     luaL_newlib(L, queue_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, SPOOL_MT)) {
+    lua_pushcfunction(L, spool_lua_close);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, spool_methods);
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);

@@ -48,6 +48,7 @@
 #include "http_common.h"
 #include "queue_worker.h"
 #include "resolve.h"
+#include "spool.h"
 
 #define QUEUE_MAX_RESPONSE (1024 * 1024)
 #define QUEUE_IDLE_WAIT_MS 1000
@@ -67,6 +68,7 @@ typedef struct queue_op {
   int64_t at_ms; /* monotonic time of enqueue (age trigger) */
   uint64_t seq;  /* 1, 2, 3, ... in push order: the operation's number for a spool */
   uint64_t key;  /* hash of its ordering key; 0: none (never held back) */
+  uint64_t sid;  /* its record in the spool; 0: none */
   size_t len;
   char data[];
 } queue_op;
@@ -87,7 +89,7 @@ typedef struct queue_batch {
   size_t len;
   size_t n;
   size_t *offs;
-  uint64_t *seqs, *keys; /* of each operation */
+  uint64_t *seqs, *keys, *sids; /* of each operation */
   size_t bytes;   /* sum of operation lengths, what max_bytes counts */
   int retries;    /* replays so far */
   double waited;  /* ms of backoff so far */
@@ -138,6 +140,11 @@ typedef struct cio_queue {
   /* The running flush: operations up to flush_seq finished since it started. */
   uint64_t flush_seq, flush_sent, flush_failed;
   pid_t pid; /* the process that made the queue (fork detection) */
+  /* The spool (NULL: none). Appends and acknowledgements happen under mu; fsync does not. */
+  cio_spool *spool;
+  int64_t spool_dirty_at; /* when the first append since the last fsync happened (0: clean) */
+  uint64_t replayed, spool_errors;
+  char spool_err[512]; /* why the last push (Lua thread) or the start failed */
   unsigned long fork_gen; /* queue_fork_gen then */
 
   /* Worker only. */
@@ -210,6 +217,7 @@ static void queue_batch_free(queue_batch *b) {
   free(b->offs);
   free(b->seqs);
   free(b->keys);
+  free(b->sids);
   free(b);
 }
 
@@ -306,8 +314,11 @@ static int queue_key_held(queue_state *q, uint64_t h) {
  * durable spool marks `seq` acknowledged here (segments whose operations are all finished can
  * go). Caller holds mu; the caller also updates inflight and signals progress.
  */
-static void queue_op_done(queue_state *q, uint64_t seq, uint64_t key, int ok) {
+static void queue_op_done(queue_state *q, uint64_t seq, uint64_t key, uint64_t sid, int ok, int keep) {
   queue_key_release(q, key);
+  /* Accepted, or refused for good: a replay would change nothing. Kept (keep): failures a
+   * later process may still deliver (network, 5xx, retries exhausted, closed first). */
+  if (sid != 0 && (ok || !keep)) cio_spool_ack(q->spool, sid);
   if (ok) q->sent++;
   else q->failed++;
   if (seq <= q->flush_seq) {
@@ -317,11 +328,13 @@ static void queue_op_done(queue_state *q, uint64_t seq, uint64_t key, int ok) {
 }
 
 /* Every operation of batch b is finished: failed[i] (or all_failed) says which were not
- * accepted. Caller holds mu. */
-static void queue_batch_done(queue_state *q, const queue_batch *b, const unsigned char *failed, int all_failed) {
+ * accepted; keep: those failures stay in the spool for a later process. Caller holds mu. */
+static void queue_batch_done(queue_state *q, const queue_batch *b, const unsigned char *failed, int all_failed,
+                             int keep) {
   size_t i;
   for (i = 0; i < b->n; i++)
-    queue_op_done(q, b->seqs[i], b->keys[i], !(all_failed || (failed != NULL && failed[i])));
+    queue_op_done(q, b->seqs[i], b->keys[i], b->sids[i], !(all_failed || (failed != NULL && failed[i])), keep);
+  if (q->spool != NULL) cio_spool_flush(q->spool);
   q->inflight -= b->n;
   q->inflight_bytes -= b->bytes;
   q->stalled = 0;
@@ -390,7 +403,9 @@ static void queue_fail_batch(queue_state *q, queue_batch *b, const char *kind, l
     b->offs = NULL;
   }
   pthread_mutex_lock(&q->mu);
-  queue_batch_done(q, b, NULL, 1);
+  /* A 4xx that is not retried is the server's final word; anything else may go through later. */
+  queue_batch_done(q, b, NULL, 1,
+                   !(strcmp(kind, "http") == 0 && status >= 400 && status < 500 && !q->cfg.retry.retry_status[status]));
   queue_report_push_locked(q, r, b->n, kind);
   pthread_mutex_unlock(&q->mu);
   queue_batch_free(b);
@@ -473,7 +488,7 @@ static void queue_partial(queue_state *q, queue_batch *b, const queue_slot *s, l
     queue_report_push_locked(q, r, 0, "http");
   }
   (void)nbad;
-  queue_batch_done(q, b, bad, 0);
+  queue_batch_done(q, b, bad, 0, 0);
   while (first != NULL) {
     queue_report *next = first->next;
     first->next = NULL;
@@ -658,7 +673,7 @@ static void queue_finish(queue_state *q, queue_slot *s, CURLcode rc) {
     }
     if (status >= 200 && status < 300) {
       pthread_mutex_lock(&q->mu);
-      queue_batch_done(q, b, NULL, 0);
+      queue_batch_done(q, b, NULL, 0, 0);
       pthread_mutex_unlock(&q->mu);
       queue_batch_free(b);
       return;
@@ -800,7 +815,8 @@ static queue_batch *queue_build(queue_op *chain, size_t n, size_t size, size_t b
   b->offs = (size_t *)malloc((n + 1) * sizeof(size_t));
   b->seqs = (uint64_t *)malloc(n * sizeof(uint64_t));
   b->keys = (uint64_t *)malloc(n * sizeof(uint64_t));
-  if (b->body == NULL || b->offs == NULL || b->seqs == NULL || b->keys == NULL) {
+  b->sids = (uint64_t *)malloc(n * sizeof(uint64_t));
+  if (b->body == NULL || b->offs == NULL || b->seqs == NULL || b->keys == NULL || b->sids == NULL) {
     queue_batch_free(b);
     return NULL;
   }
@@ -811,6 +827,7 @@ static queue_batch *queue_build(queue_op *chain, size_t n, size_t size, size_t b
     b->offs[i] = at;
     b->seqs[i] = op->seq;
     b->keys[i] = op->key;
+    b->sids[i] = op->sid;
     memcpy(b->body + at, op->data, op->len);
     at += op->len;
   }
@@ -866,7 +883,7 @@ static void queue_abort_all(queue_state *q) {
     if (b == NULL) {
       queue_op *op;
       pthread_mutex_lock(&q->mu);
-      for (op = chain; op != NULL; op = op->next) queue_op_done(q, op->seq, op->key, 0);
+      for (op = chain; op != NULL; op = op->next) queue_op_done(q, op->seq, op->key, op->sid, 0, 1);
       q->inflight -= n;
       q->inflight_bytes -= bytes;
       q->stalled = 0;
@@ -903,7 +920,7 @@ static void *queue_worker(void *arg) {
       size_t n, size, bytes;
       uint64_t id;
     } takes[CIO_QUEUE_MAX_SLOTS];
-    int nstarts = 0, ntakes = 0, free_slots = q->cfg.max_in_flight - q->active;
+    int nstarts = 0, ntakes = 0, free_slots = q->cfg.max_in_flight - q->active, sync_now = 0;
     CURLMsg *msg;
     int left;
 
@@ -946,9 +963,30 @@ static void *queue_worker(void *arg) {
         int64_t due = q->head->at_ms + q->cfg.flush_interval_ms;
         if (due < deadline) deadline = due;
       }
+      /* The spool's periodic fsync (spool_sync = N ms). */
+      if (q->spool_dirty_at != 0) {
+        int64_t due = q->spool_dirty_at + q->cfg.spool_sync_ms;
+        if (due <= now) {
+          sync_now = 1;
+          q->spool_dirty_at = 0;
+        } else if (due < deadline) {
+          deadline = due;
+        }
+      }
     }
     q->wake_pending = 0;
     pthread_mutex_unlock(&q->mu);
+    if (sync_now) {
+      char why[512];
+      if (cio_spool_sync(q->spool, why, sizeof why) != 0) {
+        /* Try again at the next interval; the operations are written (a process crash cannot
+         * lose them), only a power cut could. */
+        fprintf(stderr, "customerio.Queue: %s\n", why);
+        pthread_mutex_lock(&q->mu);
+        if (q->spool_dirty_at == 0) q->spool_dirty_at = queue_now_ms();
+        pthread_mutex_unlock(&q->mu);
+      }
+    }
 
     for (i = 0; i < ntakes; i++) {
       queue_batch *b = queue_build(takes[i].chain, takes[i].n, takes[i].size, takes[i].bytes, takes[i].id);
@@ -1049,7 +1087,9 @@ static void queue_free_state(queue_state *q) {
   cio_resolver_free(q->resolver); /* a lookup still running finishes on its own thread */
   free(q->dns_host);
   free(q->dns_port);
+  cio_spool_close(q->spool);
   curl_slist_free_all(q->cfg.headers);
+  free(q->cfg.spool_dir);
   free(q->cfg.url);
   free(q->cfg.ca_file);
   free(q->keys);
@@ -1112,6 +1152,14 @@ static int queue_shutdown(queue_state *q, int64_t timeout_ms) {
     pthread_join(q->thread, NULL);
     q->joined = 1;
   }
+  if (q->spool != NULL) {
+    /* Release the lane now (a new queue on the directory takes what is left in it). */
+    cio_spool *sp = q->spool;
+    pthread_mutex_lock(&q->mu);
+    q->spool = NULL;
+    pthread_mutex_unlock(&q->mu);
+    cio_spool_close(sp);
+  }
   queue_live_remove(q);
   return clean;
 }
@@ -1149,6 +1197,9 @@ static int queue_pin_library(void) {
 
 /* ---------------------------------------------------------------------------------------- */
 /* What the binding calls (queue_worker.h)                                                   */
+
+static int queue_replay_record(void *ud, const char *key, size_t key_len, const char *data, size_t len);
+static void queue_replay_problem(void *ud, const char *message);
 
 cio_queue *cio_queue_alloc(void) {
   pthread_condattr_t attr;
@@ -1196,6 +1247,24 @@ const char *cio_queue_start(cio_queue *q) {
 
   q->closed = 0;
   q->pid = getpid();
+  if (q->cfg.spool_dir != NULL) {
+    /* Open the spool and push what earlier processes left before the thread runs: those
+     * operations come before any the caller enqueues, and a failure leaves nothing sent. */
+    cio_spool_options o;
+    o.max_bytes = q->cfg.max_bytes;
+    o.segment_bytes = q->cfg.spool_segment_bytes;
+    o.sync = q->cfg.spool_sync_ms >= 0;
+    q->spool = cio_spool_open(q->cfg.spool_dir, &o, q->spool_err, sizeof q->spool_err);
+    if (q->spool == NULL) {
+      q->closed = 1;
+      return q->spool_err;
+    }
+    if (cio_spool_replay(q->spool, queue_replay_record, queue_replay_problem, q, q->spool_err, sizeof q->spool_err) !=
+        0) {
+      q->closed = 1;
+      return q->spool_err;
+    }
+  }
   rc = pthread_create(&q->thread, NULL, queue_worker, q);
   if (rc != 0) {
     q->closed = 1;
@@ -1215,8 +1284,9 @@ const char *cio_queue_start(cio_queue *q) {
   return NULL;
 }
 
-cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, const char *key, size_t key_len,
-                               size_t *reports) {
+/* Push, with force: past max_events/max_bytes (a replay, already bounded by the spool). */
+static cio_push_result queue_push(cio_queue *q, const char *data, size_t len, const char *key, size_t key_len,
+                                  size_t *reports, int force) {
   queue_op *op;
   /* Before the mutex: in a fork() child it may be locked for ever by the parent's worker. */
   if (cio_queue_forked(q)) return CIO_PUSH_FORKED;
@@ -1240,12 +1310,35 @@ cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, const
     free(op);
     return CIO_PUSH_CLOSED;
   }
-  if (q->queued + q->inflight + 1 > q->cfg.max_events ||
-      q->queued_bytes + q->inflight_bytes + len > q->cfg.max_bytes) {
+  if (!force && (q->queued + q->inflight + 1 > q->cfg.max_events ||
+                 q->queued_bytes + q->inflight_bytes + len > q->cfg.max_bytes)) {
     q->dropped++;
     pthread_mutex_unlock(&q->mu);
     free(op);
     return CIO_PUSH_FULL;
+  }
+  op->sid = 0;
+  if (q->spool != NULL) {
+    /* In the page cache before the operation is queued; not queued when that fails. */
+    int rc = cio_spool_append(q->spool, key, key_len, data, len, force, &op->sid, q->spool_err, sizeof q->spool_err);
+    if (rc == CIO_SPOOL_OK && q->cfg.spool_sync_ms == 0 &&
+        cio_spool_sync(q->spool, q->spool_err, sizeof q->spool_err) != 0) {
+      /* "always": not durable, so not accepted; acknowledged so that no replay sends it. */
+      cio_spool_ack(q->spool, op->sid);
+      cio_spool_flush(q->spool);
+      rc = CIO_SPOOL_IO;
+    }
+    if (rc != CIO_SPOOL_OK) {
+      if (rc == CIO_SPOOL_FULL) q->dropped++;
+      else q->spool_errors++;
+      pthread_mutex_unlock(&q->mu);
+      free(op);
+      return rc == CIO_SPOOL_FULL ? CIO_PUSH_SPOOL_FULL : CIO_PUSH_SPOOL;
+    }
+    if (q->cfg.spool_sync_ms > 0 && q->spool_dirty_at == 0) {
+      q->spool_dirty_at = op->at_ms;
+      queue_wake_locked(q); /* the worker arms the fsync timer */
+    }
   }
   {
     size_t before = queue_pending_size_locked(q);
@@ -1269,6 +1362,44 @@ cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, const
   *reports = q->reports;
   pthread_mutex_unlock(&q->mu);
   return CIO_PUSH_OK;
+}
+
+cio_push_result cio_queue_push(cio_queue *q, const char *data, size_t len, const char *key, size_t key_len,
+                               size_t *reports) {
+  return queue_push(q, data, len, key, key_len, reports, 0);
+}
+
+const char *cio_queue_spool_error(cio_queue *q) {
+  return q->spool_err;
+}
+
+/* cio_spool_replay's callbacks: a record left by an earlier process is pushed again (and so
+ * appended to this queue's lane); a skipped tail becomes a report of kind "spool". */
+static int queue_replay_record(void *ud, const char *key, size_t key_len, const char *data, size_t len) {
+  queue_state *q = (queue_state *)ud;
+  size_t reports;
+  cio_push_result rc = queue_push(q, data, len, key, key_len, &reports, 1);
+  if (rc == CIO_PUSH_TOO_LARGE) {
+    /* Written by a queue with a larger op_bytes: this one cannot send it. Say so. */
+    char message[160];
+    snprintf(message, sizeof message, "spool: a replayed operation of %lu bytes is larger than op_bytes (%lu); dropped",
+             (unsigned long)len, (unsigned long)q->cfg.op_bytes);
+    queue_replay_problem(q, message);
+    return 0;
+  }
+  if (rc != CIO_PUSH_OK) return -1;
+  pthread_mutex_lock(&q->mu);
+  q->replayed++;
+  pthread_mutex_unlock(&q->mu);
+  return 0;
+}
+
+static void queue_replay_problem(void *ud, const char *message) {
+  queue_state *q = (queue_state *)ud;
+  queue_report *r = queue_report_new("spool", 0, 0, message, NULL);
+  pthread_mutex_lock(&q->mu);
+  queue_report_push_locked(q, r, 0, "spool");
+  pthread_mutex_unlock(&q->mu);
 }
 
 cio_queue_report *cio_queue_take_reports(cio_queue *q) {
@@ -1340,6 +1471,9 @@ void cio_queue_get_stats(cio_queue *q, cio_queue_stats *out) {
   out->retried = q->retried;
   out->requests = q->requests;
   out->batches = q->batches;
+  out->replayed = q->replayed;
+  out->spool_errors = q->spool_errors;
+  out->spool_bytes = q->spool != NULL && !forked ? cio_spool_bytes(q->spool) : 0;
   out->queued = q->queued;
   out->in_flight = q->inflight;
   out->bytes = q->queued_bytes + q->inflight_bytes;

@@ -51,6 +51,12 @@ typedef struct {
   int max_in_flight;
   int order; /* CIO_ORDER_*: how operations with the same ordering key are kept in order */
   cio_retry_policy retry;
+  /* The durable spool (spool.c); spool_dir NULL: none. spool_sync_ms: 0 fsync before push
+   * returns, > 0 the worker fsyncs at most that long after an append, < 0 never. max_bytes also
+   * bounds the spool's unacknowledged bytes. */
+  char *spool_dir; /* owned */
+  int64_t spool_sync_ms;
+  uint64_t spool_segment_bytes;
 } cio_queue_config;
 
 /* Ordering of the operations that share a key (the person or object they name):
@@ -80,6 +86,7 @@ typedef struct cio_queue_report {
 
 typedef struct {
   uint64_t enqueued, sent, failed, dropped, rejected, retried, requests, batches;
+  uint64_t replayed, spool_bytes, spool_errors; /* spool: operations replayed at start, unacknowledged bytes, refused writes */
   size_t queued, in_flight, bytes, reports;
   int closed;
 } cio_queue_stats;
@@ -92,7 +99,9 @@ typedef enum {
   CIO_PUSH_TOO_LARGE,
   CIO_PUSH_CLOSED,
   CIO_PUSH_NOMEM,
-  CIO_PUSH_FORKED /* this process is a fork() child of the one that made the queue */
+  CIO_PUSH_FORKED, /* this process is a fork() child of the one that made the queue */
+  CIO_PUSH_SPOOL_FULL, /* the spool holds max_bytes of unacknowledged operations */
+  CIO_PUSH_SPOOL       /* the spool could not write it (cio_queue_spool_error says why); not queued */
 } cio_push_result;
 
 /* What became of the operations held when a flush started (see cio_queue_flush). */
@@ -106,8 +115,13 @@ cio_queue *cio_queue_alloc(void);
 cio_queue_config *cio_queue_config_of(cio_queue *q);
 
 /* Start the worker with the config filled in. NULL, or why it could not start (the queue then
- * stays closed; cio_queue_free still frees it). */
+ * stays closed; cio_queue_free still frees it). With a spool_dir, the spool is opened first
+ * and what earlier processes left in it is pushed (replayed) before this returns; corrupt
+ * tails skipped become reports of kind "spool" without operations. */
 const char *cio_queue_start(cio_queue *q);
+
+/* Why the last push returned CIO_PUSH_SPOOL (the Lua thread's; valid until the next push). */
+const char *cio_queue_spool_error(cio_queue *q);
 
 /* Hand one encoded operation over (copied), with its ordering key (key_len 0: none; see
  * CIO_ORDER_*). *reports: reports waiting for poll. */

@@ -4,6 +4,7 @@ local raw, out = assert(arg[1]), assert(arg[2])
 local json = require("customerio.core")
 
 local TARGET = 20
+local SPOOL_TARGET = 0.5 -- delivered with a spool (fsync every 100 ms) / without
 
 local samples = {}
 for line in io.lines(raw) do
@@ -44,6 +45,19 @@ for _, v in ipairs({ "5.4", "luajit" }) do
     if not best or fig.delivered_per_s > best.delivered_per_s then best, best_name = fig, v end
   end
 end
+for _, v in ipairs({ "5.4", "luajit" }) do
+  local list, k = samples["spool_" .. v], v == "5.4" and "lua54" or "luajit"
+  if list and result[k] then
+    local fig = {
+      spool_sync = list[1].spool_sync, runs = #list,
+      enqueue_per_s = median(list, function(x) return x.enqueue_per_s end),
+      delivered_per_s = median(list, function(x) return x.delivered_per_s end),
+    }
+    fig.ratio = fig.delivered_per_s / result[k].delivered_per_s
+    fig.pass = fig.ratio >= SPOOL_TARGET
+    result[k].spool = fig
+  end
+end
 local node = samples.node
 if node then
   result.node = {
@@ -60,6 +74,14 @@ for _, k in ipairs({ "lua54", "luajit" }) do
   if f then
     p("  %-7s enqueue %10.0f events/s   delivered %10.0f events/s   (%d events, %d batch requests)",
       k, f.enqueue_per_s, f.delivered_per_s, f.events, f.requests)
+  end
+end
+for _, k in ipairs({ "lua54", "luajit" }) do
+  local f = result[k] and result[k].spool
+  if f then
+    p("  %-7s with spool (fsync %s ms): enqueue %10.0f events/s   delivered %10.0f events/s   "
+      .. "spool/none = %.2f (target %.1f: %s)", k, f.spool_sync, f.enqueue_per_s, f.delivered_per_s, f.ratio,
+      SPOOL_TARGET, f.pass and "PASS" or "FAIL")
   end
 end
 if result.node then

@@ -9,6 +9,8 @@
 #     delivered as /api/v2/batch requests (500 KB batches, 4 in flight, each person's
 #     operations in order: the default order = "batch"): events/s enqueued, and events/s
 #     delivered (first enqueue to the end of flush);
+#   - the same with a durable spool (`spool`, `spool_sync = 100` ms, in $TMPDIR): delivered
+#     events/s with the spool / without, against the target of 0.5;
 #   - customerio-node 5.2.0 on Node 22 sending the same identify events one request each,
 #     32 in flight (bench/identify.js): events/s delivered;
 # and prints the ratio delivered(ours) / delivered(Node) against the target of 20x.
@@ -65,6 +67,10 @@ while [ $rep -le "$REPS" ]; do
       { say "  $interp: deliver.lua failed"; exit 1; }
     say "  queue $interp #$rep: $out"
     printf 'queue_%s %s\n' "$v" "$out" >>"$TMP/raw.txt"
+    out=$(LUA_PATH="$LP" LUA_CPATH="$ROOT/build/$v/?.so;;" "$interp" "$HERE/deliver.lua" "$BASE" "$EVENTS" 2000 batch 100) ||
+      { say "  $interp: deliver.lua with a spool failed"; exit 1; }
+    say "  queue+spool $interp #$rep: $out"
+    printf 'spool_%s %s\n' "$v" "$out" >>"$TMP/raw.txt"
   done
   if [ -n "$NODE" ] && [ -d "$ROOT/bench/node_modules/customerio-node" ]; then
     out=$(cd "$ROOT/bench" && "$NODE" identify.js "$BASE" "$NODE_CALLS" 32 200) ||

@@ -61,10 +61,21 @@ function M.v2_root(base_url)
   return (root:gsub("/api/v1$", "/api/v2"))
 end
 
---- The error object of a refused operation (`why` is "full", "too_large", "forked" or "closed").
--- Reads `self.max_events`, `self.max_bytes` and `self.op_bytes`.
-function M.refused(self, why, size)
-  if why == "full" then
+--- The error object of a refused operation (`why` is "full", "too_large", "forked", "closed",
+-- "spool_full" or "spool" with `message`). Reads `self.max_events`, `self.max_bytes` and `self.op_bytes`.
+function M.refused(self, why, size, message)
+  if why == "spool_full" then
+    return errors.new({
+      kind = "queue_full",
+      message = string.format("spool is full (max_bytes %d of operations not yet delivered on disk); "
+        .. "operation dropped", self.max_bytes),
+    })
+  elseif why == "spool" then
+    return errors.new({
+      kind = "spool", retryable = true,
+      message = tostring(message or "spool: write failed") .. "; operation not queued",
+    })
+  elseif why == "full" then
     return errors.new({
       kind = "queue_full",
       message = string.format("queue is full (max_events %d, max_bytes %d); operation dropped",
@@ -97,6 +108,27 @@ function M.flush_error(r, timeout_ms)
       .. "%d still pending after %d ms", kind == "timeout" and "timed out" or "saw failures",
       r.sent, r.failed, r.pending, timeout_ms),
   })
+end
+
+--- The `spool` option: nil, or a directory path (raises otherwise).
+function M.spool_dir(v)
+  if v == nil then return nil end
+  if type(v) ~= "string" or v == "" or v:find("\0", 1, true) then
+    fail("spool must be a directory path (a non-empty string)")
+  end
+  return v
+end
+
+--- The `spool_sync` option: `"always"` (fsync before enqueue returns: 0), a number of ms
+-- between fsyncs (at least 1), or `"never"` (-1).
+function M.spool_sync(v, default)
+  if v == nil then return default end
+  if v == "always" then return 0 end
+  if v == "never" then return -1 end
+  if type(v) ~= "number" or v ~= v or v < 1 or v > check.MAX_MS or v ~= math.floor(v) then
+    fail('spool_sync must be "always", "never" or a whole number of ms (at least 1)')
+  end
+  return v
 end
 
 --- The `order` option: `"batch"` (default), `"strict"`, or `false`/`"none"`, as the C

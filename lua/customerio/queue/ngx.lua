@@ -51,16 +51,20 @@ M.defaults = {
   batch_bytes = common.BATCH_BYTES,
   flush_interval = 1000, -- ms
   max_in_flight = 2,
+  spool_sync = 100, -- ms between fsyncs of the spool (with `spool`)
+  spool_segment_bytes = 4 * 1024 * 1024,
+  spool_adopt_interval = 1000, -- ms: how often lanes released by other workers are looked for
 }
 
 local known_options = {
   max_events = true, max_bytes = true, batch_bytes = true, flush_interval = true,
   max_in_flight = true, on_error = true, order = true, order_key = true, stats_dict = true,
+  spool = true, spool_sync = true, spool_segment_bytes = true,
 }
 
 -- The counters stats() returns, and the ones published to the shared dict (all but closed).
 local COUNTERS = { "enqueued", "sent", "failed", "dropped", "rejected", "retried", "queued", "in_flight",
-  "bytes", "requests", "batches" }
+  "bytes", "requests", "batches", "replayed", "spool_bytes", "spool_errors" }
 
 -- Where flush can wait (ngx.sleep): the phases with cosockets.
 local yieldable = require("customerio.transport.ngx").cosocket_phases
@@ -90,7 +94,9 @@ end
 -- @tparam[opt] table opts `max_events` (10000), `max_bytes` (16 MiB), `batch_bytes` (500 KB),
 -- `flush_interval` (ms, 1000), `max_in_flight` (2), `on_error` (`function(ops, err, jsons)`,
 -- once per failed batch), `order`, `order_key` (as `customerio.queue.thread`), `stats_dict`
--- (the name of a `lua_shared_dict` where every worker adds its counters: `stats().all`)
+-- (the name of a `lua_shared_dict` where every worker adds its counters: `stats().all`),
+-- `spool` (a directory: each worker takes its own lane; docs/queue.md), `spool_sync`
+-- (`"always"`, ms (100) or `"never"`), `spool_segment_bytes` (4 MiB)
 -- @treturn QueueNgx
 function M.new(track, opts)
   opts = common.options(opts, known_options)
@@ -125,6 +131,7 @@ function M.new(track, opts)
     queued = 0, queued_bytes = 0, in_flight = 0, in_flight_bytes = 0, running = 0,
     enqueued = 0, sent = 0, failed = 0, dropped = 0, rejected = 0, retried = 0, requests = 0, batches = 0,
     taken = 0, flush_target = 0, closed = false, timer = false,
+    sids = {}, replayed = 0, spool_errors = 0, spool_dirty = false,
   }, Queue)
   self.op_bytes = common.op_bytes(self.batch_bytes)
   self.key_of = order == common.ORDER.none and function() return nil end or common.key_function(opts.order_key)
@@ -141,6 +148,7 @@ function M.new(track, opts)
   }
   if transport.sleep then counting.sleep = function(_, ms) return transport:sleep(ms) end end
   self.client = setmetatable({ transport = counting }, { __index = client })
+  if opts.spool ~= nil then M.open_spool(self, opts) end
   return self
 end
 
@@ -162,9 +170,9 @@ end
 -- key skipped in this pass (as src/queue_worker.c does). Skipped operations stay in place;
 -- taken ones leave a hole (nil) that the head moves past. nil when nothing can go now.
 local function take(self)
-  local buf, at, keys, seqs = self.buf, self.at, self.keys, self.seqs
+  local buf, at, keys, seqs, sids = self.buf, self.at, self.keys, self.seqs, self.sids
   local held, owner = self.held, self.owner
-  local parts, pkeys, pseqs, size, bytes, n = {}, {}, {}, OVERHEAD, 0, 0
+  local parts, pkeys, pseqs, psids, size, bytes, n = {}, {}, {}, {}, OVERHEAD, 0, 0
   local pass = self.passes + 1
   self.passes = pass
   local skipped = {}
@@ -183,10 +191,10 @@ local function take(self)
         local add = #json + (n > 0 and 1 or 0)
         if n > 0 and size + add > self.batch_bytes then break end
         n = n + 1
-        parts[n], pkeys[n], pseqs[n] = json, key, seqs[i]
+        parts[n], pkeys[n], pseqs[n], psids[n] = json, key, seqs[i], sids[i]
         if key then held[key], owner[key] = (held[key] or 0) + 1, pass end
         size, bytes = size + add, bytes + #json
-        buf[i], at[i], keys[i], seqs[i] = nil, nil, nil, nil
+        buf[i], at[i], keys[i], seqs[i], sids[i] = nil, nil, nil, nil, nil
       end
     end
   end
@@ -198,14 +206,17 @@ local function take(self)
   self.queued, self.queued_bytes = self.queued - n, self.queued_bytes - bytes
   self.in_flight, self.in_flight_bytes = self.in_flight + n, self.in_flight_bytes + bytes
   self.taken, self.batches = self.taken + n, self.batches + 1
+  pkeys.sids = psids
   return parts, bytes, pkeys, pseqs
 end
 
 -- The operations of a sent batch are finished (failed[k]: operation k was not accepted):
--- release their keys, count them for the running flushes.
-local function batch_done(self, parts, bytes, keys, seqs, failed, all_failed)
+-- release their keys, count them for the running flushes, acknowledge their spool records
+-- (keys.sids) when accepted or refused for good (not keep: what a later process may deliver).
+local function batch_done(self, parts, bytes, keys, seqs, failed, all_failed, keep)
   local held, flushes = self.held, self.flushes
   local n = #parts
+  local spool, sids = self.spool, keys.sids
   self.in_flight, self.in_flight_bytes = self.in_flight - n, self.in_flight_bytes - bytes
   for k = 1, n do
     local key = keys[k]
@@ -215,6 +226,7 @@ local function batch_done(self, parts, bytes, keys, seqs, failed, all_failed)
     end
     local bad = all_failed or failed[k]
     if bad then self.failed = self.failed + 1 else self.sent = self.sent + 1 end
+    if spool and sids[k] and not (bad and keep) then spool:ack(sids[k]) end
     for f = 1, #flushes do
       local fl = flushes[f]
       if seqs[k] <= fl.seq then
@@ -223,6 +235,14 @@ local function batch_done(self, parts, bytes, keys, seqs, failed, all_failed)
     end
   end
   self.stalled = false
+  if spool then spool:flush() end
+end
+
+-- Whether a failed batch may still go through later (kept in the spool for the next process):
+-- everything but a 4xx that is not retried (the server's final word).
+local function may_pass_later(err)
+  local status = err and err.kind == "http" and tonumber(err.status)
+  return not (status and status >= 400 and status < 500 and status ~= 408 and status ~= 429)
 end
 
 -- Send one batch (in a timer) and account for it.
@@ -234,7 +254,7 @@ local function send_batch(self, parts, bytes, keys, seqs)
   if not ok then result, err = nil, errors.new({ kind = "request", message = tostring(result) }) end
   local n = #parts
   if result == nil then
-    batch_done(self, parts, bytes, keys, seqs, nil, true)
+    batch_done(self, parts, bytes, keys, seqs, nil, true, may_pass_later(err))
     return report(self, parts, err)
   end
   local errs = type(result) == "table" and result.errors
@@ -331,6 +351,11 @@ local function tick(premature, self)
       ngx.update_time()
     until ngx.now() >= deadline
     publish(self)
+    if self.spool then
+      -- Release the lane: what was not delivered stays in it, for the next worker to adopt.
+      self.spool:close()
+      self.spool = nil
+    end
     return
   end
   kick(self)
@@ -355,20 +380,49 @@ function Queue:push_json(json, key)
   if type(json) ~= "string" or json == "" then fail("json must be a non-empty string") end
   if key ~= nil and type(key) ~= "string" then fail("key must be a string") end
   if self.closed then return nil, common.refused(self, "closed") end
+  return self:_push(json, key, false)
+end
+
+-- Buffer one operation (force: past max_events/max_bytes, for a replay); with a spool, written
+-- there first (not buffered when that fails).
+function Queue:_push(json, key, force)
   local len = #json
   if len > self.op_bytes then
     self.rejected = self.rejected + 1
     return nil, common.refused(self, "too_large", len)
   end
-  if self.queued + self.in_flight + 1 > self.max_events
-    or self.queued_bytes + self.in_flight_bytes + len > self.max_bytes then
+  if not force and (self.queued + self.in_flight + 1 > self.max_events
+    or self.queued_bytes + self.in_flight_bytes + len > self.max_bytes) then
     self.dropped = self.dropped + 1
     return nil, common.refused(self, "full")
+  end
+  local sid
+  local spool = self.spool
+  if spool then
+    local why, message
+    sid, why, message = spool:append(json, key, force)
+    if sid and self.spool_sync == 0 then
+      local ok, e = spool:sync()
+      if not ok then
+        spool:ack(sid) -- not durable, so not accepted: no replay may send it
+        spool:flush()
+        sid, why, message = nil, "io", e
+      end
+    end
+    if not sid then
+      if why == "full" then
+        self.dropped = self.dropped + 1
+        return nil, common.refused(self, "spool_full")
+      end
+      self.spool_errors = self.spool_errors + 1
+      return nil, common.refused(self, "spool", len, message)
+    end
+    self.spool_dirty = true
   end
   local t = self.tail + 1
   self.tail = t
   self.enqueued = self.enqueued + 1
-  self.buf[t], self.at[t], self.keys[t], self.seqs[t] = json, ngx.now(), key, self.enqueued
+  self.buf[t], self.at[t], self.keys[t], self.seqs[t], self.sids[t] = json, ngx.now(), key, self.enqueued, sid
   self.queued, self.queued_bytes = self.queued + 1, self.queued_bytes + len
   if self.stalled and not (key and self.held[key]) then self.stalled = false end
   ensure_timer(self)
@@ -429,7 +483,8 @@ function Queue:own_stats()
     enqueued = self.enqueued, sent = self.sent, failed = self.failed, dropped = self.dropped,
     rejected = self.rejected, retried = self.retried, queued = self.queued, in_flight = self.in_flight,
     bytes = self.queued_bytes + self.in_flight_bytes, requests = self.requests, batches = self.batches,
-    reports = 0, closed = self.closed,
+    reports = 0, closed = self.closed, replayed = self.replayed, spool_errors = self.spool_errors,
+    spool_bytes = self.spool and self.spool:bytes() or 0,
   }
 end
 
@@ -447,6 +502,66 @@ function Queue:stats()
     s.all = all
   end
   return s
+end
+
+-- Replay into this queue what the lanes nobody holds left (at new, then from the adopt timer:
+-- lanes of workers that exited, e.g. across a reload). Damaged files go to on_error.
+local function adopt(self)
+  local spool = self.spool
+  if spool == nil then return end
+  local problems, err = spool:replay(function(json, key)
+    local ok, e = self:_push(json, key, true)
+    if ok then
+      self.replayed = self.replayed + 1
+    elseif e.kind ~= "too_large" then
+      error(tostring(e), 0)
+    end
+  end)
+  if problems == nil then return nil, err end
+  for _, message in ipairs(problems) do report(self, {}, errors.new({ kind = "spool", message = message })) end
+  return true
+end
+
+local function adopt_timer(premature, self)
+  if premature or self.spool == nil then return end
+  local ok, err = adopt(self)
+  if not ok then ngx.log(ngx.ERR, "customerio.queue.ngx: spool: ", tostring(err)) end
+end
+
+local function sync_timer(premature, self)
+  if premature or self.spool == nil or not self.spool_dirty then return end
+  self.spool_dirty = false
+  local ok, err = self.spool:sync()
+  if not ok then
+    self.spool_dirty = true
+    ngx.log(ngx.ERR, "customerio.queue.ngx: ", tostring(err))
+  end
+end
+
+--- Open the `spool` of `opts` for this worker's queue and replay what it holds (`new` does this).
+-- Raises when the directory cannot be used.
+function M.open_spool(self, opts)
+  local d = M.defaults
+  local dir = common.spool_dir(opts.spool)
+  self.spool_sync = common.spool_sync(opts.spool_sync, d.spool_sync)
+  local spool, err = core.spool_open(dir, {
+    max_bytes = self.max_bytes, sync = self.spool_sync >= 0,
+    segment_bytes = count(opts.spool_segment_bytes, "spool_segment_bytes", 64, d.spool_segment_bytes),
+  })
+  if spool == nil then error(err, 2) end
+  self.spool = spool
+  local ok, e = adopt(self)
+  if not ok then
+    spool:close()
+    self.spool = nil
+    error(e, 2)
+  end
+  -- The flush timer runs from now on: its run at worker exit releases the lane.
+  ensure_timer(self)
+  local every = ngx.timer.every
+  local okt, terr = every(d.spool_adopt_interval / 1000, adopt_timer, self)
+  if okt and self.spool_sync > 0 then okt, terr = every(self.spool_sync / 1000, sync_timer, self) end
+  if not okt then ngx.log(ngx.ERR, "customerio.queue.ngx: cannot start a spool timer: ", tostring(terr)) end
 end
 
 function Queue:__tostring()

@@ -60,12 +60,15 @@ M.defaults = {
   max_in_flight = 4,            -- batch requests at once
   close_timeout = 10000,        -- ms: how long __gc / exit wait for delivery
   connect_timeout = 10000,      -- ms, when neither the options nor the client say
+  spool_sync = 100,             -- ms between fsyncs of the spool (with `spool`)
+  spool_segment_bytes = 4 * 1024 * 1024, -- a spool segment file rolls past this size
 }
 
 local known_options = {
   max_events = true, max_bytes = true, batch_bytes = true, flush_interval = true,
   max_in_flight = true, on_error = true, retry = true, close_timeout = true, ca_file = true,
   connect_timeout = true, timeout = true, url = true, order = true, order_key = true,
+  spool = true, spool_sync = true, spool_segment_bytes = true,
 }
 
 local function report_line(n, err)
@@ -189,14 +192,17 @@ end
 
 --- Create a queue for a Track client.
 -- @tparam TrackClient track where and how to send (URL, credentials, timeout, retry policy)
--- @tparam[opt] table opts `max_events` (100000), `max_bytes` (64 MiB), `batch_bytes` (500 KB),
+-- @tparam[opt] table opts `max_events` (100000), `max_bytes` (64 MiB; with a spool, also the
+-- unacknowledged bytes it may hold), `batch_bytes` (500 KB),
 -- `flush_interval` (ms, 1000), `max_in_flight` (4), `on_error` (`function(ops, err, jsons)`,
 -- once per failed batch), `order` (`"batch"`, `"strict"` or `false`; see the README's
 -- "Order"), `order_key` (`function(op)` → string|nil, replacing `customerio.queue.common.order_key`),
 -- `retry` (overrides the client's policy, see `customerio.http.retry`), `close_timeout` (ms, 10000:
 -- how long garbage collection and process exit wait for delivery), `timeout`,
 -- `connect_timeout` (ms), `ca_file`, `url` (the v2 root or its /batch URL; default the
--- client's url with /api/v1 replaced by /api/v2)
+-- client's url with /api/v1 replaced by /api/v2), `spool` (a directory: the durable spool of
+-- docs/queue.md), `spool_sync` (`"always"`, ms between fsyncs (100), or `"never"`),
+-- `spool_segment_bytes` (4 MiB)
 -- @treturn Queue
 function M.new(track, opts)
   opts = common.options(opts, known_options)
@@ -219,6 +225,9 @@ function M.new(track, opts)
     close_timeout = check.ms(opts.close_timeout, "close_timeout", { default = d.close_timeout }),
     order = order,
     reporter = reporter,
+    spool = common.spool_dir(opts.spool),
+    spool_sync = common.spool_sync(opts.spool_sync, d.spool_sync),
+    spool_segment_bytes = count(opts.spool_segment_bytes, "spool_segment_bytes", 64, d.spool_segment_bytes),
   })
   return setmetatable({
     _q = q, _report = reporter, op_bytes = op_bytes, url = t.url, _rejected = 0,
@@ -243,14 +252,14 @@ end
 function Queue:push_json(json, key)
   if type(json) ~= "string" or json == "" then fail("json must be a non-empty string") end
   if key ~= nil and type(key) ~= "string" then fail("key must be a string") end
-  local ok, why = self._q:push(json, key)
+  local ok, why, message = self._q:push(json, key)
   if ok then
     if why then self:poll() end
     return true
   end
   if why == "forked" then return nil, common.refused(self, why) end
   self:poll()
-  return nil, common.refused(self, why, #json)
+  return nil, common.refused(self, why, #json, message)
 end
 
 --- Send everything queued now and wait until each operation held at the call is accepted by
@@ -291,7 +300,9 @@ end
 --- Counters (the README's "Queue statistics" explains each): `enqueued`, `sent`, `failed`,
 -- `dropped` (queue full), `rejected` (too large), `retried` (batch replays), `queued` (not yet
 -- in a batch), `in_flight` (in a batch being sent or waiting to be retried), `bytes` (held),
--- `requests`, `batches`, `reports` (failure reports not yet handed to on_error), `closed`.
+-- `requests`, `batches`, `reports` (failure reports not yet handed to on_error), `closed`;
+-- with a spool, `replayed` (operations an earlier process left, sent by this queue),
+-- `spool_bytes` (unacknowledged bytes in this queue's lane), `spool_errors` (writes refused).
 -- `enqueued == sent + failed + queued + in_flight`.
 -- @treturn table
 function Queue:stats()
